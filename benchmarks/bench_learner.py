@@ -1,0 +1,86 @@
+"""How much does the Learner cost over a hand-written PyTorch loop?
+
+Trains the same small MLP on the same in-memory batches with (a) a plain loop and (b) nntrain's Learner,
+interleaving the runs so both see the same machine state, and prints median epoch times and their ratio.
+A small model is where the loop's own overhead shows most. Targets: Learner <= 1.01x the plain loop, and
+Learner + MetricsS <= 1.02x the plain loop doing the same metric bookkeeping by hand.
+
+    python benchmarks/bench_learner.py [--epochs 3] [--reps 7] [--bs 128] [--hidden 64]
+"""
+import argparse, statistics, time
+
+import torch
+import torch.nn.functional as F
+import torcheval.metrics as tem
+from torch import nn
+
+from nntrain.learner import Learner, MetricsS
+
+def sample_batches(bs):
+    "The bundled Fashion-MNIST sample as a list of flattened float batches held in memory."
+    from nntrain.dataloaders import DataLoaders, load_fashion_mnist_sample
+    dls = DataLoaders.from_hf_dd(load_fashion_mnist_sample(), batch_size=bs, in_memory=True)
+    return [[x.clone(), y.clone()] for x, y in dls.train]  # fixed batches: both loops see the same data
+
+def make_model(hidden, seed=0):
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Linear(784, hidden), nn.ReLU(), nn.Linear(hidden, 10))
+
+def plain_loop(model, batches, epochs, lr, metrics=None):
+    "The loop a PyTorch user writes by hand; with `metrics`, the same bookkeeping MetricsS does."
+    opt = torch.optim.SGD(model.parameters(), lr)
+    model.train()
+    for _ in range(epochs):
+        if metrics is not None:
+            for m in metrics.values(): m.reset()
+            loss_sum, count = 0., 0
+        for xb, yb in batches:
+            preds = model(xb)
+            loss = F.cross_entropy(preds, yb)
+            loss.backward()
+            opt.step()
+            opt.zero_grad()
+            if metrics is not None:
+                for m in metrics.values(): m.update(preds.detach(), yb)
+                loss_sum, count = loss_sum + loss.detach() * len(yb), count + len(yb)
+        if metrics is not None: [m.compute() for m in metrics.values()], (loss_sum / count).item()
+
+def learner_loop(model, batches, epochs, lr, metrics=None):
+    subs = [MetricsS(**metrics)] if metrics is not None else []
+    for s in subs: s._log = lambda row: None  # time the bookkeeping, not printing
+    Learner(model, _DLs(batches), F.cross_entropy, torch.optim.SGD, lr, subs).fit(epochs, valid=False)
+
+class _DLs:
+    def __init__(self, train): self.train, self.valid = train, None
+
+def timed(fn, *args, **kw):
+    t = time.perf_counter(); fn(*args, **kw); return time.perf_counter() - t
+
+def compare(batches, hidden, epochs, reps, with_metrics):
+    def metrics(): return {'accuracy': tem.MulticlassAccuracy()} if with_metrics else None
+    plain, learn = [], []
+    timed(plain_loop, make_model(hidden), batches, 1, 0.1, metrics())  # warm-up
+    timed(learner_loop, make_model(hidden), batches, 1, 0.1, metrics())
+    for r in range(reps):  # interleaved, alternating which goes first
+        pair = [(plain, plain_loop), (learn, learner_loop)]
+        for times, fn in (pair if r % 2 == 0 else pair[::-1]):
+            times.append(timed(fn, make_model(hidden), batches, epochs, 0.1, metrics()) / epochs)
+    return statistics.median(plain), statistics.median(learn)
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument('--epochs', type=int, default=3)
+    ap.add_argument('--reps', type=int, default=7)
+    ap.add_argument('--bs', type=int, default=128)
+    ap.add_argument('--hidden', type=int, default=64)
+    a = ap.parse_args()
+    batches = sample_batches(a.bs)
+    print(f'MLP 784-{a.hidden}-10, {len(batches)} batches of {a.bs}, {a.epochs} epochs x {a.reps} reps, '
+          f'torch {torch.__version__}, {torch.get_num_threads()} threads')
+    print(f"{'case':<28}{'plain loop s/epoch':>20}{'Learner s/epoch':>18}{'ratio':>8}")
+    for name, with_metrics in (('no subscribers', False), ('MetricsS (accuracy, loss)', True)):
+        p, l = compare(batches, a.hidden, a.epochs, a.reps, with_metrics)
+        print(f'{name:<28}{p:>20.4f}{l:>18.4f}{l / p:>8.3f}')
+
+if __name__ == '__main__':
+    main()

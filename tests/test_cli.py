@@ -1,0 +1,57 @@
+"The `nntrain` console command, run as a user runs it: in a subprocess, offline."
+import gzip, json, os, shutil, subprocess, sys
+from pathlib import Path
+
+import pytest
+
+import nntrain
+
+SAMPLE = Path(nntrain.__file__).parent / 'data' / 'fashion_mnist_sample'
+
+def run_cli(*args, cwd=None):
+    env = {**os.environ, 'HF_HUB_OFFLINE': '1', 'HF_DATASETS_OFFLINE': '1', 'MPLBACKEND': 'Agg'}
+    cmd = [sys.executable, '-c', 'import sys; from nntrain.cli import main; sys.exit(main())', *args]
+    return subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=cwd, timeout=600)
+
+def test_console_script_is_installed():
+    exe = shutil.which('nntrain', path=str(Path(sys.executable).parent))
+    assert exe, 'the nntrain console script is not installed next to this python'
+    r = subprocess.run([exe, 'train', '--help'], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and '--metrics-json' in r.stdout and '--data' in r.stdout
+
+def test_train_offline_uses_the_bundled_sample(tmp_path):
+    out = tmp_path / 'm.json'
+    r = run_cli('train', '--epochs', '1', '--metrics-json', str(out))
+    assert r.returncode == 0, r.stderr
+    assert 'bundled sample' in r.stdout
+    assert 'valid accuracy' in r.stdout
+    m = json.loads(out.read_text())
+    assert m['epochs'] == 1 and m['wall_seconds'] > 0
+    assert 0.6 < m['valid']['accuracy'] <= 1 and m['valid']['loss'] > 0
+
+def test_train_on_local_idx_files(tmp_path):
+    data = tmp_path / 'fmnist'
+    shutil.copytree(SAMPLE, data)
+    r = run_cli('train', '--epochs', '1', '--data', str(data))
+    assert r.returncode == 0, r.stderr
+    assert f'idx files in {data}' in r.stdout
+
+def test_missing_data_path_is_a_clear_error(tmp_path):
+    r = run_cli('train', '--data', str(tmp_path / 'nowhere'))
+    assert r.returncode == 2
+    assert 'no such file or folder' in r.stderr and 'Traceback' not in r.stderr
+
+def test_malformed_data_is_a_clear_error(tmp_path):
+    data = tmp_path / 'bad'
+    data.mkdir()
+    for name in ('train-images-idx3-ubyte.gz', 'train-labels-idx1-ubyte.gz', 't10k-images-idx3-ubyte.gz',
+                 't10k-labels-idx1-ubyte.gz'):
+        with gzip.open(data / name, 'wb') as f: f.write(b'this is not an idx file')
+    r = run_cli('train', '--data', str(data))
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert 'nntrain: error:' in r.stderr and 'Traceback' not in r.stderr
+
+@pytest.mark.parametrize('args', [['train', '--epochs', '0'], ['train', '--lr', '-1'], ['train', '--bs', 'x']])
+def test_bad_arguments_are_refused(args):
+    r = run_cli(*args)
+    assert r.returncode == 2 and 'error' in r.stderr
