@@ -153,6 +153,10 @@ class Renderer:
         except Exception: lexer = TextLexer()
         return highlight(code, lexer, self.fmt)
 
+    def inline(self, text: str) -> str:
+        "Titles and descriptions: inline markdown (`code`, *emphasis*), as quarto renders them."
+        return self.md.renderInline(str(text))
+
     @staticmethod
     def math(latex: str, opts: dict) -> str:
         from latex2mathml.converter import convert
@@ -342,13 +346,14 @@ class Renderer:
         for nb_rel, page, nav_title in nav:
             here = page == self.page
             active = ' class="active" aria-current="page"' if here else ''
-            items.append(f'<li><a href="{rel(page.as_posix())}"{active}>{html.escape(nav_title)}</a></li>')
+            items.append(f'<li><a href="{rel(page.as_posix())}"{active}>{self.inline(nav_title)}</a></li>')
         toc = ''.join(f'<li class="toc-h{lvl}"><a href="#{slug}">{html.escape(text)}</a></li>'
                       for lvl, slug, text in self.toc if lvl in (2, 3) and not text.startswith(('source',)))
         toc = f'<nav id="toc" aria-label="On this page"><h2>On this page</h2><ul>{toc}</ul></nav>' if toc else ''
-        desc = f'<p class="description">{html.escape(description)}</p>' if description else ''
+        desc = f'<p class="description">{self.inline(description)}</p>' if description else ''
         git = cfg.get('git_url', '')
-        page_title = html.escape(title) if title == cfg.get('title') else f'{html.escape(title)} – {site}'
+        plain = html.escape(re.sub(r'<[^>]+>', '', html.unescape(self.inline(title))))
+        page_title = plain if title == cfg.get('title') else f'{plain} – {site}'
         return f'''<!DOCTYPE html>
 <html lang="en">
 <head>
@@ -367,7 +372,7 @@ class Renderer:
 {chr(10).join(items)}
 </ul></nav>
 <main id="content">
-<header id="title-block"><h1 class="title">{html.escape(title)}</h1>{desc}</header>
+<header id="title-block"><h1 class="title">{self.inline(title)}</h1>{desc}</header>
 {content}
 </main>
 {toc}
