@@ -5,7 +5,9 @@ interleaving the runs so both see the same machine state, and prints median epoc
 A small model is where the loop's own overhead shows most. Targets: Learner <= 1.01x the plain loop, and
 Learner + MetricsS <= 1.02x the plain loop doing the same metric bookkeeping by hand.
 
-    python benchmarks/bench_learner.py [--epochs 3] [--reps 7] [--bs 128] [--hidden 64]
+    python benchmarks/bench_learner.py [--epochs 3] [--reps 7] [--bs 128] [--hidden 64] [--threads 1]
+
+One thread by default: a model this small runs fastest on one, and a busy second core then doesn't distort the ratio.
 """
 import argparse, statistics, time
 
@@ -73,7 +75,9 @@ def main():
     ap.add_argument('--reps', type=int, default=7)
     ap.add_argument('--bs', type=int, default=128)
     ap.add_argument('--hidden', type=int, default=64)
+    ap.add_argument('--threads', type=int, default=1)
     a = ap.parse_args()
+    torch.set_num_threads(a.threads)
     batches = sample_batches(a.bs)
     print(f'MLP 784-{a.hidden}-10, {len(batches)} batches of {a.bs}, {a.epochs} epochs x {a.reps} reps, '
           f'torch {torch.__version__}, {torch.get_num_threads()} threads')

@@ -149,7 +149,7 @@ def _run_epoch(self, training):
 
 Learner._run_epoch = _run_epoch
 
-# %% ../nbs/02_learner.ipynb #ca85724f
+# %% ../nbs/02_learner.ipynb #de0a5610
 def _run_batch(self):
     h = self._handlers
     self.preds = self.loss = None  # a cancelled batch leaves nothing stale behind
@@ -172,11 +172,12 @@ def _run_batch(self):
     except CancelBatchException: pass
 
 def _check_loss_finite(self):
-    loss = self.loss.detach()
-    if loss.device.type == 'cpu':
-        if not math.isfinite(loss.item()): raise NonFiniteLossError(loss.item(), self.epoch, self.iter)
+    loss = self.loss
+    if loss.is_cpu:  # reading a CPU scalar is cheap: check every batch, before it can touch the weights
+        value = loss.item()
+        if not math.isfinite(value): raise NonFiniteLossError(value, self.epoch, self.iter)
         return
-    self._pending_checks.append((self.epoch, self.iter, loss))
+    self._pending_checks.append((self.epoch, self.iter, loss.detach()))
     if len(self._pending_checks) >= self.check_every: self._flush_checks()
 
 def _flush_checks(self):
