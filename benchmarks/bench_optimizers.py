@@ -5,9 +5,9 @@ layers of about 10 M parameters. For each optimizer it times nntrain's exported 
 `torch._foreach_*` call per operation per param group), nntrain's readable per-parameter version
 (`foreach=False`), and torch's counterpart both with its CPU default (a per-parameter loop; torch only
 defaults to foreach on accelerators) and with `foreach=True`. Runs are interleaved and repeated; the table
-shows medians of the time per step and the ratio of each to torch with foreach=True (lower is faster).
+shows medians of the time per step, and the ratio ours/torch for each implementation (below 1: ours is faster).
 
-    python benchmarks/bench_optimizers.py [--layers 10] [--width 1000] [--steps 10] [--reps 7] [--device cpu]
+    python benchmarks/bench_optimizers.py [--layers 10] [--width 1000] [--steps 10] [--reps 7] [--device cpu] [--threads N]
 """
 import argparse, statistics, time, warnings
 from functools import partial
@@ -65,7 +65,9 @@ def main():
     ap.add_argument('--steps', type=int, default=10, help='steps per timed run')
     ap.add_argument('--reps', type=int, default=7, help='timed runs per variant (the median is reported)')
     ap.add_argument('--device', default='cpu')
+    ap.add_argument('--threads', type=int, default=None, help='torch CPU threads (default: torch\'s choice)')
     a = ap.parse_args()
+    if a.threads: torch.set_num_threads(a.threads)
     warnings.filterwarnings('ignore', category=UserWarning)  # adabound 0.0.5 uses deprecated torch overloads
     device = torch.device(a.device)
     sync = (lambda: torch.cuda.synchronize(device)) if device.type == 'cuda' else (lambda: None)
@@ -76,19 +78,21 @@ def main():
     print(f'{a.layers} x Linear({a.width}, {a.width}): {n / 1e6:.1f} M parameters in {len(params)} tensors, '
           f'{device}, torch {torch.__version__}, {torch.get_num_threads()} threads, '
           f'median of {a.reps} runs of {a.steps} steps')
-    head = ['optimizer', 'torch loop', 'torch foreach', 'ours foreach', 'ours per-param']
-    print(f'{head[0]:<11}' + ''.join(f'{h:>16}' for h in head[1:]) + f"{'ours/torch foreach':>20}")
-    print(f"{'':<11}" + ''.join(f"{'ms/step':>16}" for _ in head[1:]) + f"{'(per-param)':>20}")
+    cols = [('torch loop', 'ours loop'), ('torch foreach', 'ours foreach')]
+    print(f"{'':<11}" + ''.join(f"{'--- ' + kind + ' (ms/step) ---':^36}" for kind in ('per-parameter loop', 'foreach')))
+    print(f"{'optimizer':<11}" + f"{'torch':>12}{'ours':>12}{'ours/torch':>12}" * 2)
     for name, ours, theirs in cases():
         variants = {'torch loop': partial(theirs, foreach=False), 'torch foreach': partial(theirs, foreach=True),
-                    'ours foreach': partial(ours, foreach=True), 'ours per-param': partial(ours, foreach=False)}
+                    'ours loop': partial(ours, foreach=False), 'ours foreach': partial(ours, foreach=True)}
         if name == 'AdaBound': del variants['torch foreach']  # the package has no foreach version
         t = bench(variants, params, a.steps, a.reps, sync)
-        ref = t.get('torch foreach', t['torch loop'])
-        cols = ''.join(f"{t[h] * 1e3:>16.2f}" if h in t else f"{'-':>16}" for h in head[1:])
-        ratio = f"{t['ours foreach'] / ref:.2f}x ({t['ours per-param'] / ref:.2f}x)"
-        print(f'{name:<11}{cols}{ratio:>20}')
-    print('AdaBound has no torch foreach version: its ratio is against the adabound package (a per-parameter loop).')
+        row = f'{name:<11}'
+        for ref, mine in cols:
+            if ref in t: row += f'{t[ref] * 1e3:>12.2f}{t[mine] * 1e3:>12.2f}{t[mine] / t[ref]:>11.2f}x'
+            else: row += f"{'-':>12}{t[mine] * 1e3:>12.2f}{'-':>12}"
+        print(row, flush=True)
+    print("torch's optimizers default to the loop on the CPU and to foreach on GPUs; nntrain's do the same (foreach=None).")
+    print('AdaBound: "torch" is the adabound package (0.0.5), which only has a per-parameter loop.')
 
 if __name__ == '__main__':
     main()

@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = ['check_hyperparameters', 'BaseOptimizer', 'SGD', 'Momentum', 'RMSProp', 'Adam', 'AdaBound', 'SchedulerS']
 
-# %% ../nbs/04_acceleration.ipynb #946f0b13
+# %% ../nbs/04_acceleration.ipynb #c70147a5
 import math
 
 import torch
@@ -13,7 +13,7 @@ from fastcore.basics import patch
 
 from .learner import Subscriber
 
-# %% ../nbs/04_acceleration.ipynb #81372f18
+# %% ../nbs/04_acceleration.ipynb #3b01bc89
 _ALIASES = {'wd': 'weight_decay', 'mom': 'momentum', 'sqr_mom': 'alpha'}  # the course's names -> torch's keys
 
 def check_hyperparameters(name, group):
@@ -28,7 +28,7 @@ def check_hyperparameters(name, group):
         b = group['betas']
         if len(b) != 2 or not all(0 <= x < 1 for x in b): bad('betas', 'a pair (beta1, beta2) with each in [0, 1)')
 
-# %% ../nbs/04_acceleration.ipynb #042a27b5
+# %% ../nbs/04_acceleration.ipynb #6398df4a
 _FOREACH_DEVICES = ('cuda', 'xpu')  # where torch itself defaults to its foreach implementations
 
 class BaseOptimizer(torch.optim.Optimizer):
@@ -81,7 +81,7 @@ class BaseOptimizer(torch.optim.Optimizer):
                 for p, g, s in zip(params, grads, states): self.update(p, g, s, group)
         return loss
 
-# %% ../nbs/04_acceleration.ipynb #01d4dec0
+# %% ../nbs/04_acceleration.ipynb #ce905511
 class SGD(BaseOptimizer):
     "Stochastic gradient descent with decoupled weight decay `wd`: `p = p*(1 - lr*wd) - lr*grad`."
     def __init__(self, params, lr, wd=0., foreach=None):
@@ -93,7 +93,7 @@ class SGD(BaseOptimizer):
         if wd: p.mul_(1 - lr * wd)
         p.add_(grad, alpha=-lr)
 
-# %% ../nbs/04_acceleration.ipynb #fd58f4cb
+# %% ../nbs/04_acceleration.ipynb #9de8bef6
 class Momentum(BaseOptimizer):
     "SGD along an exponential moving average of the gradients, `mom` being the weight on the past."
     def __init__(self, params, lr, wd=0., mom=0.9, foreach=None):
@@ -107,7 +107,7 @@ class Momentum(BaseOptimizer):
         else: state['momentum_buffer'].mul_(mom).add_(grad, alpha=1 - mom)
         p.add_(state['momentum_buffer'], alpha=-lr)
 
-# %% ../nbs/04_acceleration.ipynb #29400624
+# %% ../nbs/04_acceleration.ipynb #e9cf22f3
 class RMSProp(BaseOptimizer):
     "Divides each gradient by the root of a moving average (weight `sqr_mom`) of its squares; optional momentum `mom`."
     def __init__(self, params, lr, wd=0., sqr_mom=0.99, eps=1e-5, mom=0., foreach=None):
@@ -125,7 +125,7 @@ class RMSProp(BaseOptimizer):
             p.add_(state['momentum_buffer'].mul_(mom).addcdiv_(grad, denom), alpha=-lr)
         else: p.addcdiv_(grad, denom, value=-lr)
 
-# %% ../nbs/04_acceleration.ipynb #87b7b683
+# %% ../nbs/04_acceleration.ipynb #ec92668e
 def _init_adam_state(p, state):
     "Step count and zeroed first and second moment averages, on the first step of `p`."
     if not state:
@@ -150,7 +150,7 @@ class Adam(BaseOptimizer):
         denom = (sqr_avg / (1 - beta2 ** t)).sqrt_().add_(eps)
         p.addcdiv_(avg, denom, value=-lr / (1 - beta1 ** t))
 
-# %% ../nbs/04_acceleration.ipynb #d01b0069
+# %% ../nbs/04_acceleration.ipynb #c4b61061
 class AdaBound(BaseOptimizer):
     "Adam whose per-weight step sizes are clipped to a band that closes in on `final_lr` (SGD) as training goes on."
     def __init__(self, params, lr=1e-3, final_lr=0.1, gamma=1e-3, beta1=0.9, beta2=0.999, eps=1e-8, wd=0., foreach=None):
@@ -179,10 +179,10 @@ class AdaBound(BaseOptimizer):
         avg = state['exp_avg'].mul_(beta1).add_(grad, alpha=1 - beta1)
         sqr_avg = state['exp_avg_sq'].mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
         adam_lr = lr * math.sqrt(1 - beta2 ** t) / (1 - beta1 ** t)
-        step_size = (adam_lr / (sqr_avg.sqrt() + eps)).clamp_(*self.bounds(group, t))
-        p.sub_(step_size * avg)
+        step_size = (adam_lr / sqr_avg.sqrt().add_(eps)).clamp_(*self.bounds(group, t))
+        p.addcmul_(step_size, avg, value=-1)
 
-# %% ../nbs/04_acceleration.ipynb #e9720653
+# %% ../nbs/04_acceleration.ipynb #b89308bd
 @patch
 def update_foreach(self: SGD, params, grads, states, group):
     "`SGD.update` for a whole param group at once, with `torch._foreach_*` operations."
@@ -201,7 +201,7 @@ def update_foreach(self: Momentum, params, grads, states, group):
         if 'momentum_buffer' not in s: s['momentum_buffer'] = g.clone()
     torch._foreach_add_(params, [s['momentum_buffer'] for s in states], alpha=-lr)
 
-# %% ../nbs/04_acceleration.ipynb #f5fcd229
+# %% ../nbs/04_acceleration.ipynb #92bab521
 @patch
 def update_foreach(self: RMSProp, params, grads, states, group):
     "`RMSProp.update` for a whole param group at once, with `torch._foreach_*` operations."
@@ -222,7 +222,7 @@ def update_foreach(self: RMSProp, params, grads, states, group):
         torch._foreach_add_(params, bufs, alpha=-lr)
     else: torch._foreach_addcdiv_(params, grads, denoms, value=-lr)
 
-# %% ../nbs/04_acceleration.ipynb #0d055866
+# %% ../nbs/04_acceleration.ipynb #4559aaf8
 @patch
 def update_foreach(self: Adam, params, grads, states, group):
     "`Adam.update` for a whole param group at once, with `torch._foreach_*` operations."
@@ -263,7 +263,7 @@ def update_foreach(self: AdaBound, params, grads, states, group):
     torch._foreach_mul_(step_sizes, avgs)
     torch._foreach_sub_(params, step_sizes)
 
-# %% ../nbs/04_acceleration.ipynb #6d114c27
+# %% ../nbs/04_acceleration.ipynb #2a9a2a03
 _SCHEDULED = ('lr', 'momentum', 'betas')  # the param-group keys torch's schedulers set
 
 class SchedulerS(Subscriber):
