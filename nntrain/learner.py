@@ -59,7 +59,7 @@ def check_subs(subs):
                             f"one of the event methods {', '.join(EVENTS)}.")
     return subs
 
-# %% ../nbs/02_learner.ipynb #f50a2cc2
+# %% ../nbs/02_learner.ipynb #4d72ffaa
 class Learner:
     "Trains `model` on `dls` with `loss_fn` and `optim_class(params, lr)`, publishing events to `subs`."
     def __init__(self, model, dls, loss_fn=F.cross_entropy, optim_class=torch.optim.SGD, lr=0.1, subs=(),
@@ -74,16 +74,23 @@ class Learner:
         "Whether the current epoch trains (the model is in train mode)."
         return self.model.training
 
-    def fit(self, n_epochs=1, train=True, valid=True, subs=(), lr=None):
-        "Train for `n_epochs`; `subs` are added for this fit only, `lr` overrides the learner's lr for it."
+    def fit(self, n_epochs=1, train=True, valid=True, subs=(), lr=None, resume_from=None):
+        "Train for `n_epochs`; `subs` are added for this fit only, `lr` overrides the learner's lr for it, `resume_from` (a checkpoint file) continues a stopped run up to `n_epochs` in total."
         self._check_fit_args(n_epochs, train, valid)
         fit_subs = check_subs(subs)
         self._build_dispatch(self.subs + fit_subs)
-        self.n_epochs, self.epochs = n_epochs, range(n_epochs)
+        resume = None
+        if resume_from is not None:
+            from nntrain.checkpoint import Resume  # imported here: nntrain.checkpoint builds on this module
+            resume = Resume(self, resume_from, n_epochs)  # checks the file; loads the weights and subscribers' states
+        start = 0 if resume is None else resume.start_epoch
+        self.n_epochs, self.epochs = n_epochs, range(start, n_epochs)  # known before `before_fit` wraps it
+        self.do_train, self.do_valid = train, valid
         self._pending_checks = []  # GPU loss checks waiting for one sync (see `_check_loss_finite`)
         self.opt = self.optim_class(self.model.parameters(), self.lr if lr is None else lr)
         try:
             self.publish('before_fit')
+            if resume is not None: resume.restore(self)  # the optimizer (model now on its device), then RNG states
             for self.epoch in self.epochs:
                 if train: self._run_epoch(training=True)
                 if valid: self._run_epoch(training=False)
@@ -122,9 +129,10 @@ def _known_len(iterable):
 
 Learner._check_fit_args = _check_fit_args
 
-# %% ../nbs/02_learner.ipynb #a8429279
+# %% ../nbs/02_learner.ipynb #bf367d2e
 def _build_dispatch(self, subs):
     ordered = sorted(subs, key=lambda s: getattr(s, 'order', 0))  # stable: equal orders keep list order
+    self.active_subs = ordered  # the fit's subscribers, in order (a checkpoint saves the state of each)
     self._handlers = {e: tuple(getattr(s, e) for s in ordered if callable(getattr(s, e, None))) for e in EVENTS}
 
 Learner._build_dispatch = _build_dispatch

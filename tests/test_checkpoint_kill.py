@@ -92,7 +92,8 @@ def test_sigkill_at_random_moments_leaves_a_usable_checkpoint(tmp_path):
     rng = random.Random(0)
     folder = tmp_path / 'run'
     last_epoch, kills, mid_write, t0 = -1, 0, 0, time.monotonic()
-    while kills < N_KILLS and time.monotonic() - t0 < KILL_BUDGET_S:
+    # N_KILLS kills, and more (up to twice as many) until at least one has landed in the middle of a write
+    while (kills < N_KILLS or not mid_write) and kills < 2 * N_KILLS and time.monotonic() - t0 < KILL_BUDGET_S:
         proc = start(folder, FOREVER)
         word, epoch = read_line(proc)
         assert (word, int(epoch)) == ('START', last_epoch + 1), 'the process must resume right after the checkpoint left'
