@@ -8,6 +8,17 @@ import nntrain
 
 SAMPLE = Path(nntrain.__file__).parent / 'data' / 'fashion_mnist_sample'
 
+@pytest.fixture(scope='module')
+def small_idx(tmp_path_factory):
+    "A small Fashion-MNIST idx folder (1,000 train / 300 test images cut from the bundled sample): quick to train on."
+    from nntrain.dataloaders import read_idx, write_idx
+    out = tmp_path_factory.mktemp('small_idx')
+    for kind, n in (('train', 1000), ('t10k', 300)):
+        for part in ('images-idx3', 'labels-idx1'):
+            name = f'{kind}-{part}-ubyte.gz'
+            write_idx(out / name, read_idx(SAMPLE / name)[::len(read_idx(SAMPLE / name)) // n][:n])
+    return out
+
 def run_cli(*args, cwd=None):
     env = {**os.environ, 'HF_HUB_OFFLINE': '1', 'HF_DATASETS_OFFLINE': '1', 'MPLBACKEND': 'Agg'}
     cmd = [sys.executable, '-c', 'import sys; from nntrain.cli import main; sys.exit(main())', *args]
@@ -29,12 +40,23 @@ def test_train_offline_uses_the_bundled_sample(tmp_path):
     assert m['epochs'] == 1 and m['wall_seconds'] > 0
     assert 0.6 < m['valid']['accuracy'] <= 1 and m['valid']['loss'] > 0
 
-def test_train_on_local_idx_files(tmp_path):
-    data = tmp_path / 'fmnist'
-    shutil.copytree(SAMPLE, data)
-    r = run_cli('train', '--epochs', '1', '--data', str(data))
+def test_train_on_local_idx_files(small_idx):
+    r = run_cli('train', '--epochs', '1', '--data', str(small_idx))
     assert r.returncode == 0, r.stderr
-    assert f'idx files in {data}' in r.stdout
+    assert f'idx files in {small_idx}' in r.stdout
+
+def test_checkpoint_folder_gets_checkpoints_plan_and_curves(tmp_path, small_idx):
+    ck = tmp_path / 'ck'
+    r = run_cli('train', '--data', str(small_idx), '--epochs', '1', '--no-augment', '--checkpoint', str(ck))
+    assert r.returncode == 0, r.stderr
+    assert sorted(p.name for p in ck.iterdir()) == ['best.pt', 'last.pt', 'run.json', 'training_curves.png']
+    assert json.loads((ck / 'run.json').read_text())['augment'] is False
+    r = run_cli('train', '--resume', '--epochs', '2', '--checkpoint', str(ck))
+    assert r.returncode == 2 and 'epochs=2 (the run has 1)' in r.stderr
+
+def test_resume_needs_a_checkpoint_folder():
+    r = run_cli('train', '--resume')
+    assert r.returncode == 2 and '--resume needs --checkpoint DIR' in r.stderr
 
 def test_missing_data_path_is_a_clear_error(tmp_path):
     r = run_cli('train', '--data', str(tmp_path / 'nowhere'))
