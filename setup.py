@@ -32,7 +32,8 @@ setuptools.setup(
                  'License :: ' + lic[1]] +
                 ['Programming Language :: Python :: ' + v for v in py_versions[py_versions.index(min_python):]],
     url=cfg['git_url'],
-    packages=setuptools.find_packages(include=['nntrain', 'nntrain.*']),
+    # namespace discovery also picks up nntrain/data/..., which holds the bundled sample (data, no __init__.py)
+    packages=setuptools.find_namespace_packages(include=['nntrain', 'nntrain.*'], exclude=['*.__pycache__']),
     include_package_data=True,
     install_requires=requirements,
     extras_require={'dev': dev_requirements},

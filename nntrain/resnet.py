@@ -83,7 +83,7 @@ def module_macs(module, inputs, output):
         return _per_sample(x, n)                                # every input element is read once
     return 0  # activations, reshapes, dropout, …: elementwise, no multiply-accumulates
 
-# %% ../nbs/05_resnet.ipynb #4e221531
+# %% ../nbs/05_resnet.ipynb #d5264db2
 class ModelMonitorS(Subscriber):
     """Runs the forward pass of one training batch, records each of `modules`' input and output shape, parameters and
     MACs per sample (counted from the leaf layers that actually ran), then cancels the fit; `repr` shows the table."""
@@ -95,7 +95,7 @@ class ModelMonitorS(Subscriber):
             bad = [type(m).__name__ for m in modules if not isinstance(m, nn.Module)]
             if not modules or bad: raise TypeError(f"modules must be a non-empty list of nn.Modules (or None: the model's "
                                                    f"children), got {bad or 'an empty list'}.")
-        self.modules, self.hooks, self.rows = modules, [], []
+        self.modules, self.hooks, self.rows, self._buffers = modules, [], [], []
 
     def before_fit(self, learn):
         self.remove()
@@ -213,12 +213,12 @@ class RandomCrop(nn.Module):
 
     def extra_repr(self): return f'padding={self.padding}, fill={self.fill}'
 
-# %% ../nbs/05_resnet.ipynb #d62f0275
-def _random_boxes(n, h, w, area, log_ratio, device):
+# %% ../nbs/05_resnet.ipynb #8df88647
+def _random_boxes(n, h, w, area, log_ratio, device, rounding=torch.round):
     "Per-sample boxes (N, H, W) of bools: relative `area` (N,), aspect ratio exp(`log_ratio`) (N,), placed at random inside the image."
     ratio = log_ratio.exp()
-    bh = (area * h * w * ratio).sqrt().round().clamp(1, h)
-    bw = (area * h * w / ratio).sqrt().round().clamp(1, w)
+    bh = rounding((area * h * w * ratio).sqrt()).clamp(1, h)
+    bw = rounding((area * h * w / ratio).sqrt()).clamp(1, w)
     top = (torch.rand(n, device=device) * (h - bh + 1)).floor()
     left = (torch.rand(n, device=device) * (w - bw + 1)).floor()
     r, c = torch.arange(h, device=device), torch.arange(w, device=device)
@@ -247,7 +247,7 @@ class RandomErasing(nn.Module):
 
     def extra_repr(self): return f'p={self.p}, scale={self.scale}, ratio={self.ratio}, value={self.value!r}'
 
-# %% ../nbs/05_resnet.ipynb #a4c4ca22
+# %% ../nbs/05_resnet.ipynb #fff4557f
 class _MixS(Subscriber):
     "Shared machinery of `MixUpS` and `CutMixS`: pair each training image with another of the batch, mix, soften the labels."
     order = -6  # after AugmentS (-7), before NormalizationS (-5)
@@ -302,7 +302,8 @@ class CutMixS(_MixS):
     def mix(self, x, x2, lam):
         "The images with the boxes pasted in, and each image's own share of its area."
         n, h, w = x.shape[0], x.shape[-2], x.shape[-1]
-        box = _random_boxes(n, h, w, 1 - lam, torch.zeros_like(lam), x.device) & (lam < 1)[:, None, None]
+        # square boxes, rounded down: a box never takes more than its share, so each image stays the larger part
+        box = _random_boxes(n, h, w, 1 - lam, torch.zeros_like(lam), x.device, torch.floor) & (lam < 1)[:, None, None]
         return torch.where(_per_sample_view(box, x), x2, x), 1 - box.flatten(1).float().mean(1)  # area after rounding
 
 # %% ../nbs/05_resnet.ipynb #11a3bf40
@@ -346,7 +347,7 @@ class MixedPrecisionS(Subscriber):
         self._exit()
         for name in ('backward', 'step'): learn.__dict__.pop(name, None)  # the Learner's own methods again
 
-# %% ../nbs/05_resnet.ipynb #0982d219
+# %% ../nbs/05_resnet.ipynb #05e09357
 class ChannelsLastS(Subscriber):
     "Stores the model's 4-d weights and every batch's 4-d inputs channels-last (NHWC), the layout fast convolution kernels prefer."
     order = 91  # after the augmentations and normalization, which may hand back a new tensor
@@ -357,12 +358,15 @@ class ChannelsLastS(Subscriber):
         if isinstance(x, torch.Tensor) and x.ndim == 4: learn.batch[0] = x.contiguous(memory_format=torch.channels_last)
 
 class CompileS(Subscriber):
-    "Runs the forward pass through `torch.compile(learn.model, **kwargs)`; `learn.model` stays the plain module (checkpoints unchanged)."
-    def __init__(self, **kwargs): self.kwargs, self._model, self._compiled = kwargs, None, None
+    """Runs the forward pass through `torch.compile(learn.model, **kwargs)`; `learn.model` stays the plain module (checkpoints
+    unchanged). `eval=False` evaluates with the plain module, saving the compilation for evaluation mode."""
+    def __init__(self, eval=True, **kwargs): self.eval, self.kwargs, self._model, self._compiled = eval, kwargs, None, None
 
     def before_fit(self, learn):
         if self._model is not learn.model: self._model, self._compiled = learn.model, torch.compile(learn.model, **self.kwargs)
-        def predict(): learn.preds = self._compiled(learn.batch[0])
+        def predict():
+            model = self._compiled if learn.training or self.eval else learn.model
+            learn.preds = model(learn.batch[0])
         learn.predict = predict
 
     def after_fit(self, learn): learn.__dict__.pop('predict', None)

@@ -1,0 +1,116 @@
+"Tests of nntrain.resnet that need more than a notebook cell: torch.compile, a GPU, exact repeats of whole fits."
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from nntrain.learner import Learner, Subscriber
+from nntrain.resnet import (AugmentS, ChannelsLastS, CompileS, CutMixS, MixedPrecisionS, MixUpS, ModelMonitorS,
+                            RandomCrop, RandomErasing, RandomFlip, resnet)
+
+class DLs:
+    def __init__(self, batches): self.train = self.valid = batches
+
+def batches(n=2, bs=16, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return [[torch.rand(bs, 1, 28, 28, generator=g), torch.randint(0, 10, (bs,), generator=g)] for _ in range(n)]
+
+def fit_weights(subs, seed=0):
+    torch.manual_seed(seed)
+    learn = Learner(resnet(), DLs(batches()), F.cross_entropy, torch.optim.SGD, 0.01, subs)
+    learn.fit(1)
+    return torch.cat([p.detach().flatten() for p in learn.model.parameters()])
+
+def test_seeded_fits_repeat_with_every_augmentation():
+    make = lambda: [AugmentS(nn.Sequential(RandomFlip(), RandomCrop(2), RandomErasing(p=1))), MixUpS(), CutMixS()]
+    assert torch.equal(fit_weights(make()), fit_weights(make()))
+    assert not torch.equal(fit_weights(make(), seed=0), fit_weights(make(), seed=1))
+
+def test_per_sample_randomness():
+    torch.manual_seed(0)
+    x = torch.arange(784.).view(1, 1, 28, 28).repeat(64, 1, 1, 1)
+    for t in (RandomFlip(), RandomCrop(3), RandomErasing(p=1)):
+        out = t(x)
+        assert len({o.flatten()[:784].sum().item() if isinstance(t, RandomErasing) else tuple(o.flatten()[:60].tolist())
+                    for o in out}) > 1, t
+
+def test_augmentations_keep_dtype_device_and_layout_of_3d_batches():
+    x = torch.rand(8, 28, 28, dtype=torch.float64)
+    for t in (RandomFlip(), RandomCrop(2), RandomErasing(p=1)):
+        out = t(x)
+        assert out.shape == x.shape and out.dtype == x.dtype
+
+def test_torchvision_style_callable_works_with_augments():
+    seen = []
+    def invert(x): seen.append(x.shape); return 1 - x  # any Callable[[Tensor], Tensor]
+    Learner(resnet(), DLs(batches(1)), subs=[AugmentS(invert)]).fit(1)
+    assert seen == [torch.Size([16, 1, 28, 28])]  # the training batch only
+
+def test_monitor_removes_hooks_when_a_later_subscriber_fails_in_before_fit():
+    class Fail(Subscriber):
+        order = 200
+        def before_fit(self, learn): raise RuntimeError('setup failed')
+    model = resnet()
+    with pytest.raises(RuntimeError, match='setup failed'):
+        Learner(model, DLs(batches(1)), subs=[ModelMonitorS(), Fail()]).fit(1)
+    assert not any(m._forward_hooks for m in model.modules())
+
+def test_monitor_with_fast_path_counts_the_same():
+    counts = []
+    for subs in ([], [MixedPrecisionS(), ChannelsLastS()]):
+        mon = ModelMonitorS()
+        Learner(resnet(), DLs(batches(1)), subs=[mon, *subs]).fit(1)
+        counts.append((mon.total_params, mon.total_macs))
+        assert not torch.is_autocast_enabled('cpu')  # the cancelled fit left autocast
+    assert counts[0] == counts[1]
+
+def test_bf16_channels_last_computes_like_fp32():
+    "bf16 + channels-last gives the fp32 loss to bf16 precision, and gradients pointing the same way."
+    from nntrain.activations import init_weights
+    torch.manual_seed(0)
+    x, y = torch.rand(64, 1, 28, 28), torch.randint(0, 10, (64,))
+    out = {}
+    for name, subs in (('fp32', []), ('fast', [MixedPrecisionS(), ChannelsLastS()])):
+        torch.manual_seed(0)
+        model = resnet().apply(init_weights)
+        class Grab(Subscriber):
+            order = 200
+            def after_backward(self, learn):
+                out[name] = (learn.loss.item(), torch.cat([p.grad.flatten() for p in learn.model.parameters()]))
+        Learner(model, DLs([[x, y]]), subs=[*subs, Grab()]).fit(1, valid=False)
+    (l32, g32), (l16, g16) = out['fp32'], out['fast']
+    assert abs(l16 - l32) / l32 < 0.01
+    assert F.cosine_similarity(g32, g16, dim=0) > 0.9
+
+def test_compile_matches_eager():
+    pytest.importorskip('torch._dynamo')
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 28 * 28, 10))
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    data = batches(2, 8)
+    try: Learner(model, DLs(data), subs=[CompileS()]).fit(1)
+    except Exception as e: pytest.skip(f'torch.compile is not available here: {e!r}')
+    compiled = torch.cat([p.detach().flatten() for p in model.parameters()])
+    model.load_state_dict(state)
+    learn = Learner(model, DLs(data))
+    learn.fit(1)
+    assert 'predict' not in learn.__dict__
+    torch.testing.assert_close(compiled, torch.cat([p.detach().flatten() for p in model.parameters()]), rtol=1e-4, atol=1e-5)
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason='needs a CUDA GPU')
+@pytest.mark.parametrize('dtype', [torch.float16, torch.bfloat16])
+def test_cuda_mixed_precision(dtype):
+    if dtype == torch.bfloat16 and not torch.cuda.is_bf16_supported(): pytest.skip('no bf16 on this GPU')
+    from nntrain.learner import DeviceS
+    mp = MixedPrecisionS(dtype=dtype)
+    class Check(Subscriber):
+        order = 100
+        def after_predict(self, learn): self.dtype, self.device = learn.preds.dtype, learn.preds.device
+    check = Check()
+    torch.manual_seed(0)
+    learn = Learner(resnet(), DLs(batches()), subs=[DeviceS('cuda'), mp, ChannelsLastS(), check,
+                                                     AugmentS(nn.Sequential(RandomFlip(), RandomCrop(2))), CutMixS()])
+    learn.fit(1)
+    assert check.dtype == dtype and check.device.type == 'cuda'
+    assert (mp.scaler is not None) == (dtype == torch.float16)
+    assert all(torch.isfinite(p).all() for p in learn.model.parameters())
