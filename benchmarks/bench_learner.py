@@ -1,7 +1,8 @@
 """How much does the Learner cost over a hand-written PyTorch loop?
 
 Trains the same small MLP on the same in-memory batches with (a) a plain loop and (b) nntrain's Learner,
-interleaving the runs so both see the same machine state, and prints median epoch times and their ratio.
+interleaving the runs so both see the same machine state, and prints median epoch times and their ratio, and the
+median of the ratios of each back-to-back pair (less sensitive to the machine's speed drifting during the run).
 A small model is where the loop's own overhead shows most. Targets: Learner <= 1.01x the plain loop, and
 Learner + MetricsS <= 1.02x the plain loop doing the same metric bookkeeping by hand.
 
@@ -67,7 +68,8 @@ def compare(batches, hidden, epochs, reps, with_metrics):
         pair = [(plain, plain_loop), (learn, learner_loop)]
         for times, fn in (pair if r % 2 == 0 else pair[::-1]):
             times.append(timed(fn, make_model(hidden), batches, epochs, 0.1, metrics()) / epochs)
-    return statistics.median(plain), statistics.median(learn)
+    paired = statistics.median(l / p for p, l in zip(plain, learn))  # each rep's pair ran back to back: drift cancels
+    return statistics.median(plain), statistics.median(learn), paired
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -81,10 +83,10 @@ def main():
     batches = sample_batches(a.bs)
     print(f'MLP 784-{a.hidden}-10, {len(batches)} batches of {a.bs}, {a.epochs} epochs x {a.reps} reps, '
           f'torch {torch.__version__}, {torch.get_num_threads()} threads')
-    print(f"{'case':<28}{'plain loop s/epoch':>20}{'Learner s/epoch':>18}{'ratio':>8}")
+    print(f"{'case':<28}{'plain loop s/epoch':>20}{'Learner s/epoch':>18}{'ratio':>8}{'paired':>8}")
     for name, with_metrics in (('no subscribers', False), ('MetricsS (accuracy, loss)', True)):
-        p, l = compare(batches, a.hidden, a.epochs, a.reps, with_metrics)
-        print(f'{name:<28}{p:>20.4f}{l:>18.4f}{l / p:>8.3f}')
+        p, l, paired = compare(batches, a.hidden, a.epochs, a.reps, with_metrics)
+        print(f'{name:<28}{p:>20.4f}{l:>18.4f}{l / p:>8.3f}{paired:>8.3f}')
 
 if __name__ == '__main__':
     main()
