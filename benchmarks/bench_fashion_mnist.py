@@ -119,7 +119,8 @@ def summary(runs):
 def merge(paths, out_path, note=None):
     "Combine the JSON results of separate runs of one recipe into one file, and print the summary."
     parts = [json.loads(open(p).read()) for p in paths]
-    if len({json.dumps(p['config'], sort_keys=True) for p in parts}) != 1: sys.exit('the files hold different recipes: merge only runs of one recipe')
+    if len({json.dumps([p['config'], p['batch_size']], sort_keys=True) for p in parts}) != 1:
+        sys.exit('the files hold different recipes (or batch sizes): merge only runs of one recipe')
     out = {**parts[0], 'runs': sorted((r for p in parts for r in p['runs']), key=lambda r: r['seed'])}
     if note: out['note'] = note
     out['summary'] = s = summary(out['runs'])
@@ -136,6 +137,7 @@ def main():
     ap.add_argument('--epochs', type=int, help="override the recipe's number of epochs")
     ap.add_argument('--seeds', type=int, nargs='+', default=[1, 2, 3])
     ap.add_argument('--threads', type=int, default=2)
+    ap.add_argument('--bs', type=int, default=BS, help='training batch size (default: %(default)s, the recipe\'s)')
     ap.add_argument('--compile', action='store_true', help='add torch.compile (CompileS)')
     ap.add_argument('--set', nargs='*', default=[], metavar='KEY=VALUE', help='override recipe settings, e.g. crop=1 lr=0.02')
     ap.add_argument('--json', help='write the results to this file (rewritten after every seed)')
@@ -155,12 +157,12 @@ def main():
     device = default_device()
     t = time.perf_counter()
     dd = load_fashion_mnist(args.data) if args.data else load_fashion_mnist_sample()
-    dls = DataLoaders.from_hf_dd(dd, batch_size=BS, in_memory=True, flatten=False, device=device, drop_last=True)
+    dls = DataLoaders.from_hf_dd(dd, batch_size=args.bs, in_memory=True, flatten=False, device=device, drop_last=True)
     dls.valid.batch_size, dls.valid.drop_last = BS, False  # every test image; the training batch size runs fastest
     load_s = time.perf_counter() - t
     print(f"recipe {args.recipe}: {cfg}; data {args.data or 'sample'} ({dls.train.n} train, {dls.valid.n} test) loaded in "
           f"{load_s:.1f}s; {device}, {args.threads} threads, torch {torch.__version__}", flush=True)
-    out = dict(recipe=args.recipe, note=args.note, config=cfg, data=args.data or 'sample', batch_size=BS, device=str(device),
+    out = dict(recipe=args.recipe, note=args.note, config=cfg, data=args.data or 'sample', batch_size=args.bs, device=str(device),
                threads=args.threads, torch=torch.__version__, machine=platform.machine(), runs=[])
     for seed in args.seeds:
         load0 = os.getloadavg()
