@@ -5,12 +5,14 @@ interleaving the runs so both see the same machine state, and prints median epoc
 median of the ratios of each back-to-back pair (less sensitive to the machine's speed drifting during the run).
 A small model is where the loop's own overhead shows most. Targets: Learner <= 1.01x the plain loop, and
 Learner + MetricsS <= 1.02x the plain loop doing the same metric bookkeeping by hand.
+A third row turns the Learner's per-batch non-finite-loss check off, to show what that check costs.
 
     python benchmarks/bench_learner.py [--epochs 3] [--reps 7] [--bs 128] [--hidden 64] [--threads 1]
 
 One thread by default: a model this small runs fastest on one, and a busy second core then doesn't distort the ratio.
 """
 import argparse, statistics, time
+from functools import partial
 
 import torch
 import torch.nn.functional as F
@@ -48,10 +50,10 @@ def plain_loop(model, batches, epochs, lr, metrics=None):
                 loss_sum, count = loss_sum + loss.detach() * len(yb), count + len(yb)
         if metrics is not None: [m.compute() for m in metrics.values()], (loss_sum / count).item()
 
-def learner_loop(model, batches, epochs, lr, metrics=None):
+def learner_loop(model, batches, epochs, lr, metrics=None, check_finite=True):
     subs = [MetricsS(**metrics)] if metrics is not None else []
     for s in subs: s._log = lambda row: None  # time the bookkeeping, not printing
-    Learner(model, _DLs(batches), F.cross_entropy, torch.optim.SGD, lr, subs).fit(epochs, valid=False)
+    Learner(model, _DLs(batches), F.cross_entropy, torch.optim.SGD, lr, subs, check_finite=check_finite).fit(epochs, valid=False)
 
 class _DLs:
     def __init__(self, train): self.train, self.valid = train, None
@@ -59,13 +61,14 @@ class _DLs:
 def timed(fn, *args, **kw):
     t = time.perf_counter(); fn(*args, **kw); return time.perf_counter() - t
 
-def compare(batches, hidden, epochs, reps, with_metrics):
+def compare(batches, hidden, epochs, reps, with_metrics, check_finite=True):
     def metrics(): return {'accuracy': tem.MulticlassAccuracy()} if with_metrics else None
     plain, learn = [], []
     timed(plain_loop, make_model(hidden), batches, 1, 0.1, metrics())  # warm-up
-    timed(learner_loop, make_model(hidden), batches, 1, 0.1, metrics())
+    learner = partial(learner_loop, check_finite=check_finite)
+    timed(learner, make_model(hidden), batches, 1, 0.1, metrics())
     for r in range(reps):  # interleaved, alternating which goes first
-        pair = [(plain, plain_loop), (learn, learner_loop)]
+        pair = [(plain, plain_loop), (learn, learner)]
         for times, fn in (pair if r % 2 == 0 else pair[::-1]):
             times.append(timed(fn, make_model(hidden), batches, epochs, 0.1, metrics()) / epochs)
     paired = statistics.median(l / p for p, l in zip(plain, learn))  # each rep's pair ran back to back: drift cancels
@@ -83,10 +86,12 @@ def main():
     batches = sample_batches(a.bs)
     print(f'MLP 784-{a.hidden}-10, {len(batches)} batches of {a.bs}, {a.epochs} epochs x {a.reps} reps, '
           f'torch {torch.__version__}, {torch.get_num_threads()} threads')
-    print(f"{'case':<28}{'plain loop s/epoch':>20}{'Learner s/epoch':>18}{'ratio':>8}{'paired':>8}")
-    for name, with_metrics in (('no subscribers', False), ('MetricsS (accuracy, loss)', True)):
-        p, l, paired = compare(batches, a.hidden, a.epochs, a.reps, with_metrics)
-        print(f'{name:<28}{p:>20.4f}{l:>18.4f}{l / p:>8.3f}{paired:>8.3f}')
+    print(f"{'case':<31}{'plain loop s/epoch':>20}{'Learner s/epoch':>18}{'ratio':>8}{'paired':>8}")
+    cases = (('no subscribers', False, True), ('MetricsS (accuracy, loss)', True, True),
+             ('no subscribers, no nan check', False, False))  # the last: what the per-batch finite-loss check costs
+    for name, with_metrics, check_finite in cases:
+        p, l, paired = compare(batches, a.hidden, a.epochs, a.reps, with_metrics, check_finite)
+        print(f'{name:<31}{p:>20.4f}{l:>18.4f}{l / p:>8.3f}{paired:>8.3f}')
 
 if __name__ == '__main__':
     main()
