@@ -126,13 +126,15 @@ class RMSProp(BaseOptimizer):
             p.add_(state['momentum_buffer'].mul_(mom).addcdiv_(grad, denom), alpha=-lr)
         else: p.addcdiv_(grad, denom, value=-lr)
 
-# %% ../nbs/04_acceleration.ipynb #ec92668e
-def _init_adam_state(p, state):
-    "Step count and zeroed first and second moment averages, on the first step of `p`."
+# %% ../nbs/04_acceleration.ipynb #bc80111b
+def _next_adam_step(p, state):
+    "Count a step of `p` and return its number; the first one creates the zeroed first and second moment averages."
     if not state:
         state['step'] = 0
         state['exp_avg'] = torch.zeros_like(p)
         state['exp_avg_sq'] = torch.zeros_like(p)
+    state['step'] += 1
+    return state['step']
 
 class Adam(BaseOptimizer):
     "Momentum over RMSProp-scaled steps, both averages bias-corrected; `wd` is decoupled weight decay (AdamW)."
@@ -142,16 +144,14 @@ class Adam(BaseOptimizer):
     def update(self, p, grad, state, group):
         "Update both moving averages, then step by the bias-corrected average over the root of the corrected square."
         lr, (beta1, beta2), eps, wd = group['lr'], group['betas'], group['eps'], group['weight_decay']
-        _init_adam_state(p, state)
-        state['step'] += 1
-        t = state['step']
+        t = _next_adam_step(p, state)
         if wd: p.mul_(1 - lr * wd)
         avg = state['exp_avg'].mul_(beta1).add_(grad, alpha=1 - beta1)
         sqr_avg = state['exp_avg_sq'].mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
         denom = (sqr_avg / (1 - beta2 ** t)).sqrt_().add_(eps)
         p.addcdiv_(avg, denom, value=-lr / (1 - beta1 ** t))
 
-# %% ../nbs/04_acceleration.ipynb #c4b61061
+# %% ../nbs/04_acceleration.ipynb #2b24ed06
 class AdaBound(BaseOptimizer):
     "Adam whose per-weight step sizes are clipped to a band that closes in on `final_lr` (SGD) as training goes on."
     def __init__(self, params, lr=1e-3, final_lr=0.1, gamma=1e-3, beta1=0.9, beta2=0.999, eps=1e-8, wd=0., foreach=None):
@@ -173,9 +173,7 @@ class AdaBound(BaseOptimizer):
     def update(self, p, grad, state, group):
         "Update Adam's averages (with L2 weight decay in the gradient), clip the per-weight step sizes, then step."
         lr, (beta1, beta2), eps, wd = group['lr'], group['betas'], group['eps'], group['weight_decay']
-        _init_adam_state(p, state)
-        state['step'] += 1
-        t = state['step']
+        t = _next_adam_step(p, state)
         if wd: grad = grad.add(p, alpha=wd)
         avg = state['exp_avg'].mul_(beta1).add_(grad, alpha=1 - beta1)
         sqr_avg = state['exp_avg_sq'].mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
@@ -223,32 +221,27 @@ def update_foreach(self: RMSProp, params, grads, states, group):
         torch._foreach_add_(params, bufs, alpha=-lr)
     else: torch._foreach_addcdiv_(params, grads, denoms, value=-lr)
 
-# %% ../nbs/04_acceleration.ipynb #4559aaf8
+# %% ../nbs/04_acceleration.ipynb #31595ee4
 @patch
 def update_foreach(self: Adam, params, grads, states, group):
     "`Adam.update` for a whole param group at once, with `torch._foreach_*` operations."
     lr, (beta1, beta2), eps, wd = group['lr'], group['betas'], group['eps'], group['weight_decay']
-    for p, s in zip(params, states):
-        _init_adam_state(p, s)
-        s['step'] += 1
+    ts = [_next_adam_step(p, s) for p, s in zip(params, states)]
     if wd: torch._foreach_mul_(params, 1 - lr * wd)
     avgs, sqr_avgs = [s['exp_avg'] for s in states], [s['exp_avg_sq'] for s in states]
     torch._foreach_lerp_(avgs, grads, 1 - beta1)
     torch._foreach_mul_(sqr_avgs, beta2)
     torch._foreach_addcmul_(sqr_avgs, grads, grads, value=1 - beta2)
-    denoms = torch._foreach_div(sqr_avgs, [1 - beta2 ** s['step'] for s in states])
+    denoms = torch._foreach_div(sqr_avgs, [1 - beta2 ** t for t in ts])
     torch._foreach_sqrt_(denoms)
     torch._foreach_add_(denoms, eps)
-    torch._foreach_addcdiv_(params, avgs, denoms, [-lr / (1 - beta1 ** s['step']) for s in states])
+    torch._foreach_addcdiv_(params, avgs, denoms, [-lr / (1 - beta1 ** t) for t in ts])
 
 @patch
 def update_foreach(self: AdaBound, params, grads, states, group):
     "`AdaBound.update` for a whole param group at once, with `torch._foreach_*` operations."
     lr, (beta1, beta2), eps, wd = group['lr'], group['betas'], group['eps'], group['weight_decay']
-    for p, s in zip(params, states):
-        _init_adam_state(p, s)
-        s['step'] += 1
-    ts = [s['step'] for s in states]
+    ts = [_next_adam_step(p, s) for p, s in zip(params, states)]
     if wd: grads = torch._foreach_add(grads, params, alpha=wd)
     avgs, sqr_avgs = [s['exp_avg'] for s in states], [s['exp_avg_sq'] for s in states]
     torch._foreach_lerp_(avgs, grads, 1 - beta1)

@@ -107,11 +107,11 @@ def _check_columns(dd, source):
                          "nntrain train's ResNet takes 28×28 grayscale images (Fashion-MNIST, MNIST).")
     return dd
 
-# %% ../nbs/09_cli.ipynb #016b0b6c
+# %% ../nbs/09_cli.ipynb #9616d14e
 def build_learner(dd, epochs, bs=RECIPE['bs'], lr=RECIPE['lr'], augment=True, fast=True, show_progress=True, extra_subs=()):
     "A Learner for `RECIPE` (resnet, normalization, AdamW with one-cycle, augmentation, fast path) on `dd`."
-    dls = DataLoaders.from_hf_dd(dd, batch_size=bs, collate_fn=partial(hf_ds_collate_fn, flatten=False), in_memory=True)
-    dls.train.drop_last = dls.train.n >= bs  # same-shape steps, unless the whole set is smaller than a batch
+    dls = DataLoaders.from_hf_dd(dd, batch_size=bs, collate_fn=partial(hf_ds_collate_fn, flatten=False), in_memory=True,
+                                 drop_last=len(dd['train']) >= bs)  # same-shape steps, unless the set is smaller than a batch
     xb, _ = next(iter(dls.train))
     sched = partial(torch.optim.lr_scheduler.OneCycleLR, max_lr=lr, total_steps=epochs * len(dls.train))
     subs = [DeviceS(device), NormalizationS(xb.mean(), xb.std()), MetricsS(accuracy=tem.MulticlassAccuracy()),

@@ -295,7 +295,7 @@ class InMemoryLoader:
         return (f"{type(self).__name__}(n={self.n}, batch_size={self.batch_size}, shuffle={self.shuffle}, "
                 f"drop_last={self.drop_last}, device={self.device})")
 
-# %% ../nbs/01_dataloaders.ipynb #3d054f40
+# %% ../nbs/01_dataloaders.ipynb #80953c26
 class DataLoaders:
     "A training and a validation loader: any two iterables of batches, as attributes `train` and `valid`."
     def __init__(self, train, valid): self.train, self.valid = train, valid
@@ -303,26 +303,26 @@ class DataLoaders:
     def __repr__(self): return f"{type(self).__name__}(train={self.train!r}, valid={self.valid!r})"
 
     @classmethod
-    def from_dsets(cls, train_ds, valid_ds, batch_size, **kwargs):
-        "Torch `DataLoader`s for torch datasets: `train_ds` shuffled, `valid_ds` in order with twice the batch size; `kwargs` go to `DataLoader`."
-        return cls(DataLoader(train_ds, batch_size, shuffle=True, **kwargs),
+    def from_dsets(cls, train_ds, valid_ds, batch_size, drop_last=False, **kwargs):
+        "Torch `DataLoader`s for torch datasets: `train_ds` shuffled (`drop_last`: without its short last batch), `valid_ds` in order, whole, with twice the batch size; `kwargs` go to `DataLoader`."
+        return cls(DataLoader(train_ds, batch_size, shuffle=True, drop_last=drop_last, **kwargs),
                    DataLoader(valid_ds, batch_size * 2, shuffle=False, **kwargs))
 
     @classmethod
-    def from_hf_dd(cls, dd, batch_size, collate_fn=hf_ds_collate_fn, in_memory=False, flatten=None, device=None, **kwargs):
-        "Loaders for DatasetDict `dd`'s 'train' split (shuffled) and its 'validation'/'valid'/'test' split (twice the batch size); `in_memory=True` for the fast path (on `device`); `kwargs` go to torch's `DataLoader` (or `drop_last` to `InMemoryLoader`)."
+    def from_hf_dd(cls, dd, batch_size, collate_fn=hf_ds_collate_fn, in_memory=False, flatten=None, device=None, drop_last=False,
+                   **kwargs):
+        "Loaders for DatasetDict `dd`'s 'train' split (shuffled; `drop_last`: without its short last batch) and its 'validation'/'valid'/'test' split (whole, twice the batch size); `in_memory=True` for the fast path (on `device`); `kwargs` go to torch's `DataLoader`."
         train, valid = _pick_splits(dd)
         if in_memory:
-            extra = set(kwargs) - {'drop_last'}
-            if extra: raise TypeError(f"in_memory=True loaders take no DataLoader options {sorted(extra)} (only drop_last); "
-                                      "drop them, or use in_memory=False")
+            if kwargs: raise TypeError(f"in_memory=True loaders take no DataLoader options {sorted(kwargs)}; "
+                                       "drop them, or use in_memory=False")
             flatten = _collate_flatten(collate_fn) if flatten is None else flatten
-            return cls(InMemoryLoader.from_hf_ds(train, batch_size, shuffle=True, flatten=flatten, device=device, **kwargs),
-                       InMemoryLoader.from_hf_ds(valid, batch_size * 2, shuffle=False, flatten=flatten, device=device, **kwargs))
+            return cls(InMemoryLoader.from_hf_ds(train, batch_size, shuffle=True, drop_last=drop_last, flatten=flatten, device=device),
+                       InMemoryLoader.from_hf_ds(valid, batch_size * 2, shuffle=False, flatten=flatten, device=device))
         if device is not None:
             raise ValueError("device= needs in_memory=True (torch's DataLoader yields CPU batches: move them in the training loop)")
         if flatten is not None:
             if not _is_hf_collate(collate_fn):
                 raise ValueError(f"flatten= can only be passed on to hf_ds_collate_fn, not {collate_fn!r}: shape images in your collate_fn")
             collate_fn = functools.partial(collate_fn, flatten=flatten)
-        return cls.from_dsets(train, valid, batch_size, collate_fn=collate_fn, **kwargs)
+        return cls.from_dsets(train, valid, batch_size, drop_last=drop_last, collate_fn=collate_fn, **kwargs)
