@@ -2,16 +2,18 @@
 
 Trains the same small MLP on the same in-memory batches with (a) a plain loop and (b) nntrain's Learner,
 interleaving the runs so both see the same machine state, and prints median epoch times and their ratio, and the
-median of the ratios of each back-to-back pair (less sensitive to the machine's speed drifting during the run).
+median of the ratios of each back-to-back pair (less sensitive to the machine's speed drifting during the run),
+with a bootstrap 95% interval for that median: differences of a few tenths of a percent are at the edge of what
+one run can resolve on a shared machine, and the interval says how sure the figure is.
 A small model is where the loop's own overhead shows most. Targets: Learner <= 1.01x the plain loop, and
 Learner + MetricsS <= 1.02x the plain loop doing the same metric bookkeeping by hand.
 A third row turns the Learner's per-batch non-finite-loss check off, to show what that check costs.
 
-    python benchmarks/bench_learner.py [--epochs 3] [--reps 7] [--bs 128] [--hidden 64] [--threads 1]
+    python benchmarks/bench_learner.py [--epochs 3] [--reps 41] [--bs 128] [--hidden 64] [--threads 1]
 
 One thread by default: a model this small runs fastest on one, and a busy second core then doesn't distort the ratio.
 """
-import argparse, statistics, time
+import argparse, random, statistics, time
 from functools import partial
 
 import torch
@@ -71,13 +73,19 @@ def compare(batches, hidden, epochs, reps, with_metrics, check_finite=True):
         pair = [(plain, plain_loop), (learn, learner)]
         for times, fn in (pair if r % 2 == 0 else pair[::-1]):
             times.append(timed(fn, make_model(hidden), batches, epochs, 0.1, metrics()) / epochs)
-    paired = statistics.median(l / p for p, l in zip(plain, learn))  # each rep's pair ran back to back: drift cancels
-    return statistics.median(plain), statistics.median(learn), paired
+    ratios = [l / p for p, l in zip(plain, learn)]  # each rep's pair ran back to back: drift cancels
+    return statistics.median(plain), statistics.median(learn), statistics.median(ratios), bootstrap_ci(ratios)
+
+def bootstrap_ci(xs, n=2000, seed=0):
+    "A 95% bootstrap interval for the median of `xs`."
+    rng = random.Random(seed)
+    meds = sorted(statistics.median(rng.choices(xs, k=len(xs))) for _ in range(n))
+    return meds[int(0.025 * n)], meds[int(0.975 * n) - 1]
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument('--epochs', type=int, default=3)
-    ap.add_argument('--reps', type=int, default=7)
+    ap.add_argument('--reps', type=int, default=41)
     ap.add_argument('--bs', type=int, default=128)
     ap.add_argument('--hidden', type=int, default=64)
     ap.add_argument('--threads', type=int, default=1)
@@ -86,12 +94,12 @@ def main():
     batches = sample_batches(a.bs)
     print(f'MLP 784-{a.hidden}-10, {len(batches)} batches of {a.bs}, {a.epochs} epochs x {a.reps} reps, '
           f'torch {torch.__version__}, {torch.get_num_threads()} threads')
-    print(f"{'case':<31}{'plain loop s/epoch':>20}{'Learner s/epoch':>18}{'ratio':>8}{'paired':>8}")
+    print(f"{'case':<31}{'plain loop s/epoch':>20}{'Learner s/epoch':>18}{'ratio':>8}{'paired':>8}{'paired 95% CI':>16}")
     cases = (('no subscribers', False, True), ('MetricsS (accuracy, loss)', True, True),
              ('no subscribers, no nan check', False, False))  # the last: what the per-batch finite-loss check costs
     for name, with_metrics, check_finite in cases:
-        p, l, paired = compare(batches, a.hidden, a.epochs, a.reps, with_metrics, check_finite)
-        print(f'{name:<31}{p:>20.4f}{l:>18.4f}{l / p:>8.3f}{paired:>8.3f}')
+        p, l, paired, (lo, hi) = compare(batches, a.hidden, a.epochs, a.reps, with_metrics, check_finite)
+        print(f'{name:<31}{p:>20.4f}{l:>18.4f}{l / p:>8.3f}{paired:>8.3f}{f"{lo:.3f}-{hi:.3f}":>16}')
 
 if __name__ == '__main__':
     main()

@@ -27,15 +27,18 @@ class CancelEpochException(Exception):
 class CancelBatchException(Exception):
     "Raise in a subscriber to skip the rest of the current batch; `after_batch` is still published."
 
-# %% ../nbs/02_learner.ipynb #d37746a2
+# %% ../nbs/02_learner.ipynb #9033d6a7
 class NonFiniteLossError(FloatingPointError):
     "The training loss became nan or inf; the message names the epoch and batch."
-    def __init__(self, loss, epoch, batch):
-        self.loss, self.epoch, self.batch = loss, epoch, batch
+    def __init__(self, loss, epoch, batch, steps_since=0):
+        self.loss, self.epoch, self.batch, self.steps_since = loss, epoch, batch, steps_since
+        where = ("Training stopped before this batch updated the weights." if steps_since == 0 else
+                 f"The weights took up to {steps_since} optimizer steps from this batch on before the check ran (on a GPU "
+                 "the learner checks every `check_every` batches, to avoid a device sync per batch).")
         super().__init__(
-            f"The training loss is {loss} at epoch {epoch}, batch {batch}. Training stopped before this batch "
-            "updated the weights. Usual causes: a learning rate that is too high, bad values in the inputs, or "
-            "labels outside the range the loss expects. Pass check_finite=False to the Learner to train on regardless.")
+            f"The training loss is {loss} at epoch {epoch}, batch {batch}. {where} Usual causes: a learning rate "
+            "that is too high, bad values in the inputs, or labels outside the range the loss expects. Pass "
+            "check_finite=False to the Learner to train on regardless.")
 
 # %% ../nbs/02_learner.ipynb #286be905
 EVENTS = ('before_fit', 'before_epoch', 'before_batch', 'after_predict', 'after_loss',
@@ -59,7 +62,7 @@ def check_subs(subs):
                             f"one of the event methods {', '.join(EVENTS)}.")
     return subs
 
-# %% ../nbs/02_learner.ipynb #4d72ffaa
+# %% ../nbs/02_learner.ipynb #f3796bbd
 class Learner:
     "Trains `model` on `dls` with `loss_fn` and `optim_class(params, lr)`, publishing events to `subs`."
     def __init__(self, model, dls, loss_fn=F.cross_entropy, optim_class=torch.optim.SGD, lr=0.1, subs=(),
@@ -67,7 +70,7 @@ class Learner:
         self.model, self.dls, self.loss_fn, self.optim_class, self.lr = model, dls, loss_fn, optim_class, lr
         self.subs = check_subs(subs)
         self.check_finite = check_finite  # stop on a nan/inf training loss
-        self.opt = None
+        self.opt = self.preds = self.loss = None
 
     @property
     def training(self):
@@ -157,15 +160,15 @@ def _run_epoch(self, training):
 
 Learner._run_epoch = _run_epoch
 
-# %% ../nbs/02_learner.ipynb #de0a5610
+# %% ../nbs/02_learner.ipynb #1cb2f655
 def _run_batch(self):
     h = self._handlers
-    self.preds = self.loss = None  # a cancelled batch leaves nothing stale behind
+    made = 0  # what this batch has replaced so far: 1 = preds, 2 = preds and loss
     try:
         for f in h['before_batch']: f(self)
-        self.predict()
+        self.predict(); made = 1
         for f in h['after_predict']: f(self)
-        self.get_loss()
+        self.get_loss(); made = 2
         for f in h['after_loss']: f(self)
         if self.model.training:
             if self.check_finite: self._check_loss_finite()
@@ -174,7 +177,9 @@ def _run_batch(self):
             self.step()
             for f in h['after_step']: f(self)
             self.zero_grad()
-    except CancelBatchException: pass
+    except CancelBatchException:  # leave nothing of the last batch behind
+        if made < 1: self.preds = None
+        if made < 2: self.loss = None
     try:
         for f in h['after_batch']: f(self)
     except CancelBatchException: pass
@@ -186,16 +191,18 @@ def _check_loss_finite(self):
         if not math.isfinite(value): raise NonFiniteLossError(value, self.epoch, self.iter)
         return
     self._pending_checks.append((self.epoch, self.iter, loss.detach()))
-    if len(self._pending_checks) >= self.check_every: self._flush_checks()
+    if len(self._pending_checks) >= self.check_every: self._flush_checks(last_stepped=False)
 
-def _flush_checks(self):
-    "Check the queued losses of this epoch with one device sync."
+def _flush_checks(self, last_stepped=True):
+    "Check the queued losses of this epoch with one device sync; `last_stepped`: the newest one's batch has stepped."
     pending, self._pending_checks = self._pending_checks, []
     if not pending: return
     finite = torch.isfinite(torch.stack([l for *_, l in pending]).float()).cpu()  # one sync for the lot
     if not finite.all():
-        epoch, it, loss = pending[int((~finite).nonzero()[0])]
-        raise NonFiniteLossError(loss.item(), epoch, it)
+        i = int((~finite).nonzero()[0])
+        epoch, it, loss = pending[i]
+        steps = len(pending) - i - (not last_stepped)  # the bad batch and every queued one after it stepped
+        raise NonFiniteLossError(loss.item(), epoch, it, steps_since=steps)
 
 Learner.check_every = 50
 Learner._run_batch, Learner._check_loss_finite, Learner._flush_checks = _run_batch, _check_loss_finite, _flush_checks
