@@ -2,10 +2,16 @@
 
 Times training steps of `resnet()` at batch size 1024 on real Fashion-MNIST images, for a plain fp32 PyTorch loop
 (the baseline) and for nntrain's Learner with and without the fast-path subscribers. The variants run interleaved,
-round after round, so all see the same machine state; it prints the median time per step and the speed-up over the
-plain fp32 loop, and can write them as JSON.
+round after round, so all see the same machine state; it prints the median time per step, the speed-up over the
+plain fp32 loop, and the speed-up over the Learner in fp32 with `CPUAllocatorS` (so that what mixed precision and
+channels-last gain on their own shows apart from what the allocator gains), and can write them as JSON.
+`CPUAllocatorS` restores glibc's settings after each fit, so the plain loop runs with the allocator a user gets.
 
     python benchmarks/bench_fast_path.py [--bs 1024] [--steps 5] [--rounds 5] [--threads 2] [--compile] [--json PATH]
+
+One run's figures move by several percent from process to process (where the allocator puts things, the machine's
+state), so report several: `--merge a.json b.json c.json --json out.json` combines runs into the median, per
+variant, of each run's speed-ups (each measured within its run), and keeps every run's figures.
 
 On a CPU, mixed precision means bf16 autocast (fast where the CPU has AVX512-BF16 or AMX); on CUDA, bf16 or fp16.
 """
@@ -16,7 +22,7 @@ import torch.nn.functional as F
 
 from nntrain.activations import init_weights
 from nntrain.learner import DeviceS, Learner, Subscriber, default_device
-from nntrain.resnet import ChannelsLastS, CompileS, MixedPrecisionS, resnet
+from nntrain.resnet import ChannelsLastS, CPUAllocatorS, MixedPrecisionS, fast_path, resnet
 
 def real_batch(bs, device):
     "`bs` images and labels of the bundled Fashion-MNIST sample (repeated if needed), as floats on `device`."
@@ -71,20 +77,24 @@ def main():
     ap.add_argument('--steps', type=int, default=5, help='timed training steps per variant and round')
     ap.add_argument('--rounds', type=int, default=5)
     ap.add_argument('--threads', type=int, default=2)
-    ap.add_argument('--compile', action='store_true', help='add bf16 + channels-last + torch.compile')
+    ap.add_argument('--compile', action='store_true', help='add the fast path with torch.compile')
+    ap.add_argument('--merge', nargs='+', metavar='JSON', help='combine the --json files of separate runs (see above)')
     ap.add_argument('--json', help='write the results to this file')
     args = ap.parse_args()
+    if args.merge: return merge(args.merge, args.json)
     torch.set_num_threads(args.threads)
     device = default_device()
     batch = real_batch(args.bs, device)
     variants = {
         'plain loop fp32': None,
         'Learner fp32': lambda: [],
+        'Learner fp32 + allocator': lambda: [CPUAllocatorS()],
         'Learner bf16' if device.type != 'cuda' else 'Learner amp': lambda: [MixedPrecisionS()],
         'Learner channels_last fp32': lambda: [ChannelsLastS()],
         'Learner amp + channels_last': lambda: [MixedPrecisionS(), ChannelsLastS()],
+        'Learner amp + channels_last + allocator': lambda: fast_path(),
     }
-    if args.compile: variants['Learner amp + channels_last + compile'] = lambda: [MixedPrecisionS(), ChannelsLastS(), CompileS()]
+    if args.compile: variants['Learner amp + channels_last + allocator + compile'] = lambda: fast_path(compile=True)
     states = {k: {} for k in variants}
     times = {k: [] for k in variants}
     t_warm = {}
@@ -95,20 +105,41 @@ def main():
     for r in range(args.rounds):
         for name, fn in variants.items():
             times[name] += plain_loop(batch, args.steps, device) if fn is None else learner_run(batch, args.steps, device, fn, states[name])
-    base = statistics.median(times['plain loop fp32'])
+    base, base_alloc = statistics.median(times['plain loop fp32']), statistics.median(times['Learner fp32 + allocator'])
     load = os.getloadavg()
     print(f"resnet() training step, batch {args.bs}, {device} ({platform.processor() or platform.machine()}), "
           f"{args.threads} threads, torch {torch.__version__}; load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
-    print(f"{'variant':<42}{'median s/step':>14}{'speed-up':>10}{'images/s':>10}{'warm-up s':>11}")
+    print(f"{'variant':<52}{'median s/step':>14}{'speed-up':>10}{'vs fp32+alloc':>14}{'images/s':>10}{'warm-up s':>11}")
     rows = []
     for name in variants:
         med = statistics.median(times[name])
-        rows.append(dict(variant=name, median_s_per_step=med, speedup=base / med, images_per_s=args.bs / med,
-                         warmup_s=t_warm[name], n_steps=len(times[name])))
-        print(f"{name:<42}{med:>14.3f}{base / med:>9.2f}x{args.bs / med:>10.0f}{t_warm[name]:>11.1f}")
+        rows.append(dict(variant=name, median_s_per_step=med, speedup=base / med, speedup_vs_fp32_allocator=base_alloc / med,
+                         images_per_s=args.bs / med, warmup_s=t_warm[name], n_steps=len(times[name])))
+        print(f"{name:<52}{med:>14.3f}{base / med:>9.2f}x{base_alloc / med:>13.2f}x{args.bs / med:>10.0f}{t_warm[name]:>11.1f}")
     if args.json:
         out = dict(bs=args.bs, device=str(device), threads=args.threads, torch=torch.__version__, loadavg=load,
                    steps=args.steps, rounds=args.rounds, rows=rows)
         with open(args.json, 'w') as f: json.dump(out, f, indent=1)
+
+def merge(paths, out_path=None):
+    "Combine separate runs: per variant, the median over runs of the median step time and of each run's speed-ups."
+    runs = [json.load(open(p)) for p in paths]
+    names = [r['variant'] for r in runs[0]['rows']]
+    if any([r['variant'] for r in run['rows']] != names for run in runs):
+        raise SystemExit('--merge: the runs timed different variants; merge runs made with the same options.')
+    rows = []
+    print(f"median of {len(runs)} runs; speed-ups per run in brackets")
+    print(f"{'variant':<52}{'median s/step':>14}{'speed-up':>10}{'vs fp32+alloc':>14}")
+    for i, name in enumerate(names):
+        per = [run['rows'][i] for run in runs]
+        row = dict(variant=name, **{k: statistics.median(r[k] for r in per) for k in ('median_s_per_step', 'speedup', 'speedup_vs_fp32_allocator', 'images_per_s')},
+                   speedups=[r['speedup'] for r in per])
+        rows.append(row)
+        print(f"{name:<52}{row['median_s_per_step']:>14.3f}{row['speedup']:>9.2f}x{row['speedup_vs_fp32_allocator']:>13.2f}x  "
+              f"[{' '.join(f'{x:.2f}' for x in row['speedups'])}]")
+    if out_path:
+        keep = {k: runs[0][k] for k in ('bs', 'device', 'threads', 'torch', 'steps', 'rounds')}
+        out = dict(keep, n_runs=len(runs), loadavg=[run['loadavg'] for run in runs], rows=rows)
+        with open(out_path, 'w') as f: json.dump(out, f, indent=1)
 
 if __name__ == '__main__': main()

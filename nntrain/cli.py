@@ -188,7 +188,7 @@ def _save_plot(history, path):
     fig.savefig(path, dpi=100, bbox_inches='tight'); plt.close(fig)
     return path
 
-# %% ../nbs/09_cli.ipynb #6d507d6d
+# %% ../nbs/09_cli.ipynb #a4b6b44a
 def build_parser():
     "The argument parser of the `nntrain` command."
     p = argparse.ArgumentParser(prog='nntrain', description='nntrain: a small, fast, hackable PyTorch training library.')
@@ -207,7 +207,7 @@ def build_parser():
     o.add_argument('--lr-find', action='store_true', help='run the learning-rate finder first and use its suggestion')
     o.add_argument('--no-augment', dest='augment', action='store_const', const=False, help='train without batch augmentation')
     o.add_argument('--no-fast', dest='fast', action='store_const', const=False,
-                   help='train in float32, without bf16 autocast and channels-last')
+                   help='train in float32, without bf16 autocast, channels-last and CPUAllocatorS')
     o.add_argument('--seed', type=int, help=f"random seed (default: {DEFAULTS['seed']})")
     s = t.add_argument_group('saving')
     s.add_argument('--checkpoint', metavar='DIR', help='save last.pt and best.pt (by validation accuracy) into DIR after '

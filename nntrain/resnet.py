@@ -5,10 +5,14 @@
 # %% auto #0
 __all__ = ['RECIPE', 'FASHION_MNIST_STATS', 'conv_conn', 'ResBlock', 'resnet', 'module_macs', 'ModelMonitorS', 'AugmentS',
            'RandomFlip', 'RandomCrop', 'RandomErasing', 'MixUpS', 'CutMixS', 'MixedPrecisionS', 'ChannelsLastS',
-           'CompileS', 'fast_path', 'recipe_augmentation', 'recipe_loss', 'recipe_optimizer']
+           'CompileS', 'CPUAllocatorS', 'fast_path', 'recipe_augmentation', 'recipe_loss', 'recipe_optimizer']
 
-# %% ../nbs/05_resnet.ipynb #478a630d
+# %% ../nbs/05_resnet.ipynb #16dbf2bd
+import ctypes
 import math
+import os
+import platform
+import sys
 from functools import partial
 
 import torch
@@ -354,7 +358,7 @@ class MixedPrecisionS(Subscriber):
     def state_dict(self): return {'scaler': self.scaler.state_dict() if self.scaler is not None else None}
     def load_state_dict(self, state): self._loaded = state['scaler']  # applied by the next before_fit
 
-# %% ../nbs/05_resnet.ipynb #05e09357
+# %% ../nbs/05_resnet.ipynb #4c4d67dd
 class ChannelsLastS(Subscriber):
     "Stores the model's 4-d weights and every batch's 4-d inputs channels-last (NHWC), the layout fast convolution kernels prefer."
     order = 91  # after the augmentations and normalization, which may hand back a new tensor
@@ -378,9 +382,44 @@ class CompileS(Subscriber):
 
     def after_fit(self, learn): learn.__dict__.pop('predict', None)
 
+# %% ../nbs/05_resnet.ipynb #76b278ca
+_M_TRIM_THRESHOLD, _M_MMAP_MAX = -1, -4  # glibc's mallopt() parameter numbers (malloc.h)
+_INT_MAX = 2**31 - 1
+
+def _glibc():
+    "The C library if it is glibc (whose `mallopt` `CPUAllocatorS` tunes), else None."
+    if not sys.platform.startswith('linux') or platform.libc_ver()[0] != 'glibc': return None
+    try: return ctypes.CDLL('libc.so.6')
+    except OSError: return None
+
+def _env_int(name, default):
+    "glibc's setting `name` from the environment (where a user may have tuned it), else glibc's `default`."
+    try: return min(int(os.environ[name]), _INT_MAX)
+    except (KeyError, ValueError): return default
+
+class CPUAllocatorS(Subscriber):
+    """For the length of the fit, glibc's malloc keeps freed memory for reuse (no `mmap`, no trimming), so big activation buffers
+    are not page-faulted and zeroed again every step; `after_fit` restores glibc's settings and returns free memory. No-op without glibc."""
+    def __init__(self): self.active, self._libc = False, None
+
+    def before_fit(self, learn):
+        self._libc = _glibc()
+        if self._libc is None: return
+        no_mmap = self._libc.mallopt(_M_MMAP_MAX, 0)
+        no_trim = self._libc.mallopt(_M_TRIM_THRESHOLD, -1)  # -1 becomes the largest size_t: never trim
+        self.active = bool(no_mmap and no_trim)
+
+    def after_fit(self, learn):
+        if self._libc is None: return
+        self._libc.mallopt(_M_MMAP_MAX, _env_int('MALLOC_MMAP_MAX_', 65536))
+        self._libc.mallopt(_M_TRIM_THRESHOLD, _env_int('MALLOC_TRIM_THRESHOLD_', 128 * 1024))
+        self._libc.malloc_trim(0)  # the memory the fit kept goes back to the system
+        self.active = False
+
+# %% ../nbs/05_resnet.ipynb #5e53b287
 def fast_path(compile=False):
-    "The subscribers of the fast path: mixed precision and channels-last, and `CompileS` if `compile`."
-    return [MixedPrecisionS(), ChannelsLastS()] + ([CompileS()] if compile else [])
+    "The subscribers of the fast path: mixed precision, channels-last and `CPUAllocatorS`, and `CompileS` if `compile`."
+    return [MixedPrecisionS(), ChannelsLastS(), CPUAllocatorS()] + ([CompileS()] if compile else [])
 
 # %% ../nbs/05_resnet.ipynb #20b41b4b
 RECIPE = dict(epochs=20, bs=1024, lr=1e-2, wd=0.01, crop=1, erasing=0., label_smoothing=0.)
