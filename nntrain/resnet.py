@@ -421,8 +421,8 @@ def fast_path(compile=False):
     "The subscribers of the fast path: mixed precision, channels-last and `CPUAllocatorS`, and `CompileS` if `compile`."
     return [MixedPrecisionS(), ChannelsLastS(), CPUAllocatorS()] + ([CompileS()] if compile else [])
 
-# %% ../nbs/05_resnet.ipynb #20b41b4b
-RECIPE = dict(epochs=20, bs=1024, lr=1e-2, wd=0.01, crop=1, erasing=0., label_smoothing=0.)
+# %% ../nbs/05_resnet.ipynb #9d3b789b
+RECIPE = dict(epochs=20, bs=128, lr=1e-2, wd=0.01, crop=1, erasing=0., label_smoothing=0.)
 FASHION_MNIST_STATS = (0.2860, 0.3530)  # mean and standard deviation of the 60,000 training images
 
 # %% ../nbs/05_resnet.ipynb #71031614
