@@ -8,12 +8,20 @@ one run can resolve on a shared machine, and the interval says how sure the figu
 A small model is where the loop's own overhead shows most. Targets: Learner <= 1.01x the plain loop, and
 Learner + MetricsS <= 1.02x the plain loop doing the same metric bookkeeping by hand.
 A third row turns the Learner's per-batch non-finite-loss check off, to show what that check costs.
+Every run trains the same model object, its weights reset in place first: a fresh model per run lands its tensors
+at new addresses, and that alone moved single runs by about 1% here, more than the overhead being measured.
+A last line times the Learner's own machinery (dispatch, bookkeeping, the check) with the model's work stubbed
+out, in nanoseconds a batch: the part of the ratio that is the Learner's code and not the machine's noise.
 
-    python benchmarks/bench_learner.py [--epochs 3] [--reps 41] [--bs 128] [--hidden 64] [--threads 1]
+    python benchmarks/bench_learner.py [--runs 3] [--epochs 1] [--reps 121] [--bs 128] [--hidden 64] [--threads 1]
+                                       [--json FILE]
+
+Each run times every case; the closing table gives each case's median over the runs. Short pairs (one epoch each)
+and many of them resolve a fraction of a percent better than long ones: drift within a pair is what they don't cancel.
 
 One thread by default: a model this small runs fastest on one, and a busy second core then doesn't distort the ratio.
 """
-import argparse, random, statistics, time
+import argparse, json, random, statistics, time
 from functools import partial
 
 import torch
@@ -63,16 +71,28 @@ class _DLs:
 def timed(fn, *args, **kw):
     t = time.perf_counter(); fn(*args, **kw); return time.perf_counter() - t
 
+def resetter(model):
+    "A function that puts `model`'s weights back to what they are now, in place (same tensors, same addresses)."
+    start = [p.detach().clone() for p in model.parameters()]
+    def reset():
+        with torch.no_grad():
+            for p, p0 in zip(model.parameters(), start): p.copy_(p0)
+        return model
+    return reset
+
+WARMUP_PAIRS = 5
+
 def compare(batches, hidden, epochs, reps, with_metrics, check_finite=True):
     def metrics(): return {'accuracy': tem.MulticlassAccuracy()} if with_metrics else None
+    model = resetter(make_model(hidden))  # one model for every run of both loops
     plain, learn = [], []
-    timed(plain_loop, make_model(hidden), batches, 1, 0.1, metrics())  # warm-up
     learner = partial(learner_loop, check_finite=check_finite)
-    timed(learner, make_model(hidden), batches, 1, 0.1, metrics())
+    for _ in range(WARMUP_PAIRS):  # the first runs of a process are slower and uneven: leave them out
+        for fn in (plain_loop, learner): timed(fn, model(), batches, epochs, 0.1, metrics())
     for r in range(reps):  # interleaved, alternating which goes first
         pair = [(plain, plain_loop), (learn, learner)]
         for times, fn in (pair if r % 2 == 0 else pair[::-1]):
-            times.append(timed(fn, make_model(hidden), batches, epochs, 0.1, metrics()) / epochs)
+            times.append(timed(fn, model(), batches, epochs, 0.1, metrics()) / epochs)
     ratios = [l / p for p, l in zip(plain, learn)]  # each rep's pair ran back to back: drift cancels
     return statistics.median(plain), statistics.median(learn), statistics.median(ratios), bootstrap_ci(ratios)
 
@@ -82,24 +102,67 @@ def bootstrap_ci(xs, n=2000, seed=0):
     meds = sorted(statistics.median(rng.choices(xs, k=len(xs))) for _ in range(n))
     return meds[int(0.025 * n)], meds[int(0.975 * n) - 1]
 
+def warm_up(batches, hidden, seconds=8):
+    "Train both loops for a few seconds first: this machine runs the first ~5 s of a process slower and unevenly."
+    model, end = resetter(make_model(hidden)), time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        for fn in (plain_loop, learner_loop): fn(model(), batches, 1, 0.1)
+
+class _StubLearner(Learner):
+    "A Learner whose model, loss, backward and optimizer do no work: what is left is the Learner's own code."
+    def predict(self): self.preds = self.batch[0]
+    def get_loss(self): self.loss = self.batch[1]
+    def backward(self): pass
+    def step(self): pass
+    def zero_grad(self): pass
+
+def machinery_ns(n=100_000, reps=5):
+    "Nanoseconds a batch that the Learner's own code (dispatch, bookkeeping, the finite check) adds to a bare loop."
+    loss = torch.tensor(0.5)
+    batches = [[None, loss]] * n
+    def bare():
+        for xb, yb in batches: preds, l = xb, yb
+    def learner(): _StubLearner(nn.Linear(1, 1), _DLs(batches)).fit(1, valid=False)
+    bare_s, learn_s = (min(timed(f) for _ in range(reps)) for f in (bare, learner))
+    return (learn_s - bare_s) / n * 1e9
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument('--epochs', type=int, default=3)
-    ap.add_argument('--reps', type=int, default=41)
+    ap.add_argument('--runs', type=int, default=3)
+    ap.add_argument('--epochs', type=int, default=1)
+    ap.add_argument('--reps', type=int, default=121)
     ap.add_argument('--bs', type=int, default=128)
     ap.add_argument('--hidden', type=int, default=64)
     ap.add_argument('--threads', type=int, default=1)
+    ap.add_argument('--json', help='also write the figures to this file')
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     batches = sample_batches(a.bs)
-    print(f'MLP 784-{a.hidden}-10, {len(batches)} batches of {a.bs}, {a.epochs} epochs x {a.reps} reps, '
-          f'torch {torch.__version__}, {torch.get_num_threads()} threads')
-    print(f"{'case':<31}{'plain loop s/epoch':>20}{'Learner s/epoch':>18}{'ratio':>8}{'paired':>8}{'paired 95% CI':>16}")
+    print(f'MLP 784-{a.hidden}-10, {len(batches)} batches of {a.bs}, {a.runs} runs of {a.epochs} epoch(s) x {a.reps} '
+          f'reps, torch {torch.__version__}, {torch.get_num_threads()} threads')
     cases = (('no subscribers', False, True), ('MetricsS (accuracy, loss)', True, True),
              ('no subscribers, no nan check', False, False))  # the last: what the per-batch finite-loss check costs
-    for name, with_metrics, check_finite in cases:
-        p, l, paired, (lo, hi) = compare(batches, a.hidden, a.epochs, a.reps, with_metrics, check_finite)
-        print(f'{name:<31}{p:>20.4f}{l:>18.4f}{l / p:>8.3f}{paired:>8.3f}{f"{lo:.3f}-{hi:.3f}":>16}')
+    warm_up(batches, a.hidden)
+    paired, steps = {name: [] for name, *_ in cases}, []
+    for run in range(a.runs):
+        print(f"run {run + 1}\n{'case':<31}{'plain loop s/epoch':>20}{'Learner s/epoch':>18}{'ratio':>8}{'paired':>8}"
+              f"{'paired 95% CI':>16}")
+        for name, with_metrics, check_finite in cases:
+            p, l, r, (lo, hi) = compare(batches, a.hidden, a.epochs, a.reps, with_metrics, check_finite)
+            print(f'{name:<31}{p:>20.4f}{l:>18.4f}{l / p:>8.3f}{r:>8.3f}{f"{lo:.3f}-{hi:.3f}":>16}')
+            paired[name].append(r)
+            if not with_metrics: steps.append(p / len(batches))
+    print(f"median of {a.runs} runs (paired ratio, and its range over the runs)")
+    for name, rs in paired.items():
+        print(f'{name:<31}{statistics.median(rs):>8.3f}{f"{min(rs):.3f}-{max(rs):.3f}":>16}')
+    ns, step = machinery_ns(), statistics.median(steps)
+    print(f"the Learner's own code: {ns:.0f} ns a batch, {ns / (step * 1e9):.2%} of the plain loop's "
+          f"{step * 1e6:.0f} us step (model, loss and optimizer stubbed out)")
+    if a.json:
+        out = dict(torch=torch.__version__, threads=torch.get_num_threads(), model=f'MLP 784-{a.hidden}-10', bs=a.bs,
+                   batches=len(batches), runs=a.runs, epochs=a.epochs, reps=a.reps, step_us=step * 1e6,
+                   machinery_ns=ns, paired={k: dict(median=statistics.median(v), runs=v) for k, v in paired.items()})
+        with open(a.json, 'w') as f: json.dump(out, f, indent=1)
 
 if __name__ == '__main__':
     main()
