@@ -31,6 +31,7 @@ import argparse, json, os, platform, statistics, sys, time
 from functools import partial
 
 import torch
+import torch.nn.functional as F
 import torcheval.metrics as tem
 
 from nntrain.acceleration import SchedulerS
@@ -41,10 +42,11 @@ from nntrain.resnet import (FASHION_MNIST_STATS, RECIPE, AugmentS, CompileS, Mix
                             fast_path, recipe_augmentation, recipe_loss, recipe_optimizer, resnet)
 
 BEST = dict(epochs=RECIPE['epochs'], bs=RECIPE['bs'], lr=RECIPE['lr'], wd=RECIPE['wd'], optimizer='adamw', crop=RECIPE['crop'],
-            erasing=RECIPE['erasing'], label_smoothing=RECIPE['label_smoothing'], mixup=0., fast_path=True, eval_every_epoch=True)
+            erasing=RECIPE['erasing'], label_smoothing=RECIPE['label_smoothing'], mixup=0., fast_path=True, eval_every_epoch=True,
+            resize='')
 RECIPES = {
     'series': dict(epochs=20, bs=1024, lr=1e-2, wd=0., optimizer='adam', crop=1, erasing=0., label_smoothing=0., mixup=0.,
-                   fast_path=False, eval_every_epoch=True),
+                   fast_path=False, eval_every_epoch=True, resize=''),
     'best': BEST,
     'strong': {**BEST, 'bs': 1024, 'crop': 2, 'erasing': 0.25, 'label_smoothing': 0.1},
 }
@@ -57,6 +59,17 @@ class LastEpochEvalS(Subscriber):
     order = 5  # after MetricsS has reset its counts, so the skipped epoch logs nothing
     def before_epoch(self, learn):
         if not learn.training and learn.epoch < learn.n_epochs - 1: raise CancelEpochException()
+
+class ResizeS(Subscriber):
+    """Progressive resizing: trains on smaller images in the early epochs. `schedule` is "SIZE:UNTIL,..." (e.g.
+    "14:8,20:14": 14x14 images before epoch 8, 20x20 before epoch 14, then the data's own size); evaluation is untouched."""
+    order = 90  # after augmentation and normalization, before ChannelsLastS (91)
+    def __init__(self, schedule):
+        self.steps = sorted((int(until), int(size)) for size, until in (part.split(':') for part in schedule.split(',')))
+    def before_batch(self, learn):
+        size = next((size for until, size in self.steps if learn.epoch < until), None)
+        if learn.training and size is not None:
+            learn.batch[0] = F.interpolate(learn.batch[0], size=(size, size), mode='bilinear', antialias=True)
 
 class EpochTimerS(Subscriber):
     "Records the seconds since the fit started at the end of every epoch."
@@ -91,6 +104,7 @@ def run(dls, cfg, seed, device, progress=True):
     if progress: subs.append(ProgressS(bars=False))
     else: metrics._log = lambda row: None
     if cfg['mixup']: subs.append(MixUpS(cfg['mixup']))
+    if cfg.get('resize'): subs.append(ResizeS(cfg['resize']))
     if cfg['fast_path']: subs += fast_path()  # bf16 autocast, channels-last, CPUAllocatorS
     if cfg.get('compile'): subs.append(CompileS(eval=False, dynamic=False))  # static shapes; evaluation eager
     if not cfg['eval_every_epoch']: subs.append(LastEpochEvalS())

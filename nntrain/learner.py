@@ -140,7 +140,7 @@ def _build_dispatch(self, subs):
 
 Learner._build_dispatch = _build_dispatch
 
-# %% ../nbs/02_learner.ipynb #3a3ff530
+# %% ../nbs/02_learner.ipynb #07e229b4
 def _run_epoch(self, training):
     self.model.train(training)
     self.dl = self.dls.train if training else self.dls.valid
@@ -149,7 +149,7 @@ def _run_epoch(self, training):
         try:
             self.publish('before_epoch')
             for self.iter, batch in enumerate(self.dl):
-                self.batch = batch if isinstance(batch, list) else list(batch)
+                self.batch = list(batch)  # our own list: subscribers replace items of it, never of the data
                 self._run_batch()
         except CancelEpochException: pass
         if training: self._flush_checks()
