@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).parents[1] / 'benchmarks'))
-from bench_fashion_mnist import ResizeS  # noqa: E402
+from bench_fashion_mnist import EMAS, ResizeS, optimizer  # noqa: E402
 from bench_learner import resetter  # noqa: E402
 
 from nntrain.learner import Learner, Subscriber  # noqa: E402
@@ -36,3 +36,31 @@ def test_resetter_restores_weights_in_place():
     assert reset() is model
     assert all(torch.equal(p, b) for p, b in zip(model.parameters(), before))
     assert [p.data_ptr() for p in model.parameters()] == ptrs  # the same tensors, at the same addresses
+
+class WeightRecorder(Subscriber):
+    order = 2000  # after EMAS
+    def __init__(self): self.seen = []
+    def after_step(self, learn): self.seen.append(learn.model.weight.detach().clone())
+
+def test_ema_averages_the_weights_after_every_step():
+    data = [[torch.randn(8, 3), torch.randint(0, 2, (8,))] for _ in range(5)]
+    class DLs: train, valid = data, []
+    torch.manual_seed(0)
+    model = nn.Linear(3, 2)
+    start, ema, rec = model.weight.detach().clone(), EMAS(0.9), WeightRecorder()
+    Learner(model, DLs(), F.cross_entropy, torch.optim.SGD, 0.5, [ema, rec]).fit(1)
+    expected = rec.seen[0]  # torch's AveragedModel starts from the weights after the first step
+    for w in rec.seen[1:]: expected = 0.9 * expected + 0.1 * w
+    assert len(rec.seen) == 5 and not torch.allclose(rec.seen[-1], start)
+    assert torch.allclose(ema.model.module.weight, expected, atol=1e-6)
+    assert not torch.allclose(ema.model.module.weight, model.weight)  # kept apart from the trained weights
+
+def test_optimizer_settings():
+    assert optimizer(dict(optimizer='adam', wd=0.)) is torch.optim.Adam
+    sgd = optimizer(dict(optimizer='sgd', wd=5e-4))([nn.Parameter(torch.zeros(1))], lr=0.1)
+    assert isinstance(sgd, torch.optim.SGD) and sgd.defaults['nesterov'] and sgd.defaults['weight_decay'] == 5e-4
+    adamw = optimizer(dict(optimizer='adamw', wd=0.01))([nn.Parameter(torch.zeros(1))], lr=0.1)
+    assert isinstance(adamw, torch.optim.AdamW) and adamw.defaults['weight_decay'] == 0.01
+    try: optimizer(dict(optimizer='lamb', wd=0.))
+    except SystemExit as e: assert 'lamb' in str(e)
+    else: raise AssertionError('an unknown optimizer should stop the benchmark')
