@@ -14,7 +14,8 @@ Recipes (all: `resnet()` with Kaiming init, inputs normalized, one-cycle schedul
 `--compile` adds torch.compile (CompileS) to any recipe: the same training in less wall time, once compiled.
 `--set KEY=VALUE` changes one setting of a recipe, for probes: e.g. `optimizer=sgd lr=0.1 wd=0.0005` (SGD with Nesterov
 momentum 0.9; `wd` is then an L2 penalty), `resize=18:8,22:14` (progressive resizing, see ResizeS), or `ema=0.999`
-(also evaluates an exponential moving average of the weights after the last epoch, reported as `ema_acc`).
+(also evaluates an exponential moving average of the weights after the last epoch, reported as `ema_acc`), or
+`zero_bn=1` (every ResBlock's last BatchNorm starts with scale 0, so each block starts out as its shortcut).
 
 Every recipe evaluates the test set after every epoch (`--set eval_every_epoch=0`: only after the last), and
 records the first epoch, and the time, at which test accuracy reached the series' 93.9%.
@@ -36,20 +37,21 @@ from functools import partial
 import torch
 import torch.nn.functional as F
 import torcheval.metrics as tem
+from torch import nn
 
 from nntrain.acceleration import SchedulerS
 from nntrain.activations import NormalizationS, init_weights, set_seed
 from nntrain.dataloaders import DataLoaders, load_fashion_mnist, load_fashion_mnist_sample
 from nntrain.learner import CancelEpochException, DeviceS, Learner, MetricsS, ProgressS, Subscriber, default_device
-from nntrain.resnet import (FASHION_MNIST_STATS, RECIPE, AugmentS, CompileS, MixUpS,
+from nntrain.resnet import (FASHION_MNIST_STATS, RECIPE, AugmentS, CompileS, MixUpS, ResBlock,
                             fast_path, recipe_augmentation, recipe_loss, recipe_optimizer, resnet)
 
 BEST = dict(epochs=RECIPE['epochs'], bs=RECIPE['bs'], lr=RECIPE['lr'], wd=RECIPE['wd'], optimizer='adamw', crop=RECIPE['crop'],
             erasing=RECIPE['erasing'], label_smoothing=RECIPE['label_smoothing'], mixup=0., fast_path=True, eval_every_epoch=True,
-            resize='', ema=0.)
+            resize='', ema=0., zero_bn=False)
 RECIPES = {
     'series': dict(epochs=20, bs=1024, lr=1e-2, wd=0., optimizer='adam', crop=1, erasing=0., label_smoothing=0., mixup=0.,
-                   fast_path=False, eval_every_epoch=True, resize='', ema=0.),
+                   fast_path=False, eval_every_epoch=True, resize='', ema=0., zero_bn=False),
     'best': BEST,
     'strong': {**BEST, 'bs': 1024, 'crop': 2, 'erasing': 0.25, 'label_smoothing': 0.1},
 }
@@ -89,6 +91,12 @@ class EpochTimerS(Subscriber):
     def before_fit(self, learn): self.t0, self.times = time.perf_counter(), []
     def after_epoch(self, learn): self.times.append((learn.epoch, 'train' if learn.training else 'eval', time.perf_counter() - self.t0))
 
+def zero_residual_bn(model):
+    "Starts every ResBlock as (nearly) its shortcut: the scale of the BatchNorm that ends its convolutional path set to 0."
+    for block in model:
+        if isinstance(block, ResBlock): nn.init.zeros_(block.conv_conn[-1][1].weight)
+    return model
+
 def optimizer(cfg):
     if cfg['optimizer'] == 'adam': return torch.optim.Adam
     if cfg['optimizer'] == 'sgd': return partial(torch.optim.SGD, momentum=0.9, nesterov=True, weight_decay=cfg['wd'])
@@ -112,6 +120,7 @@ def tta_accuracy(model, dl, norm, fast_path, flip=True):
 def run(dls, cfg, seed, device, progress=True):
     set_seed(seed)
     model = resnet().apply(init_weights)
+    if cfg.get('zero_bn'): zero_residual_bn(model)
     n_epochs = cfg['epochs']
     sched = partial(torch.optim.lr_scheduler.OneCycleLR, max_lr=cfg['lr'], total_steps=n_epochs * len(dls.train))
     metrics, timer = MetricsS(accuracy=tem.MulticlassAccuracy()), EpochTimerS()

@@ -7,10 +7,11 @@ import torch.nn.functional as F
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).parents[1] / 'benchmarks'))
-from bench_fashion_mnist import EMAS, ResizeS, optimizer  # noqa: E402
+from bench_fashion_mnist import EMAS, ResizeS, optimizer, zero_residual_bn  # noqa: E402
 from bench_learner import resetter  # noqa: E402
 
 from nntrain.learner import Learner, Subscriber  # noqa: E402
+from nntrain.resnet import resnet  # noqa: E402
 
 class SizeRecorder(Subscriber):
     order = 95  # after ResizeS
@@ -64,3 +65,11 @@ def test_optimizer_settings():
     try: optimizer(dict(optimizer='lamb', wd=0.))
     except SystemExit as e: assert 'lamb' in str(e)
     else: raise AssertionError('an unknown optimizer should stop the benchmark')
+
+def test_zero_residual_bn_starts_every_block_as_its_shortcut():
+    model = zero_residual_bn(resnet())
+    x = torch.randn(4, 1, 28, 28)
+    for block in list(model)[:6]:
+        assert torch.equal(block(x), torch.relu(block.shortcut(x)))  # the convolutional path adds exactly 0
+        x = block(x)
+    assert sum(p.numel() for p in model.parameters()) == 1_227_900  # the same model, only started differently
