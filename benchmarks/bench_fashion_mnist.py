@@ -15,7 +15,8 @@ Recipes (all: `resnet()` with Kaiming init, inputs normalized, one-cycle schedul
 `--set KEY=VALUE` changes one setting of a recipe, for probes: e.g. `optimizer=sgd lr=0.1 wd=0.0005` (SGD with Nesterov
 momentum 0.9; `wd` is then an L2 penalty), `resize=18:8,22:14` (progressive resizing, see ResizeS), or `ema=0.999`
 (also evaluates an exponential moving average of the weights after the last epoch, reported as `ema_acc`), or
-`zero_bn=1` (every ResBlock's last BatchNorm starts with scale 0, so each block starts out as its shortcut).
+`zero_bn=1` (every ResBlock's last BatchNorm starts with scale 0, so each block starts out as its shortcut), or `sam=0.05`
+(sharpness-aware minimization with that radius, see SAMS: twice the work per step).
 
 Every recipe evaluates the test set after every epoch (`--set eval_every_epoch=0`: only after the last), and
 records the first epoch, and the time, at which test accuracy reached the series' 93.9%.
@@ -48,10 +49,10 @@ from nntrain.resnet import (FASHION_MNIST_STATS, RECIPE, AugmentS, CompileS, Mix
 
 BEST = dict(epochs=RECIPE['epochs'], bs=RECIPE['bs'], lr=RECIPE['lr'], wd=RECIPE['wd'], optimizer='adamw', crop=RECIPE['crop'],
             erasing=RECIPE['erasing'], label_smoothing=RECIPE['label_smoothing'], mixup=0., fast_path=True, eval_every_epoch=True,
-            resize='', ema=0., zero_bn=False)
+            resize='', ema=0., zero_bn=False, sam=0.)
 RECIPES = {
     'series': dict(epochs=20, bs=1024, lr=1e-2, wd=0., optimizer='adam', crop=1, erasing=0., label_smoothing=0., mixup=0.,
-                   fast_path=False, eval_every_epoch=True, resize='', ema=0., zero_bn=False),
+                   fast_path=False, eval_every_epoch=True, resize='', ema=0., zero_bn=False, sam=0.),
     'best': BEST,
     'strong': {**BEST, 'bs': 1024, 'crop': 2, 'erasing': 0.25, 'label_smoothing': 0.1},
 }
@@ -84,6 +85,26 @@ class EMAS(Subscriber):
         multi_avg = torch.optim.swa_utils.get_ema_multi_avg_fn(self.decay)
         self.model = torch.optim.swa_utils.AveragedModel(learn.model, multi_avg_fn=multi_avg, use_buffers=True)
     def after_step(self, learn): self.model.update_parameters(learn.model)
+
+class SAMS(Subscriber):
+    """Sharpness-aware minimization (Foret et al., 2020): the step uses the gradient taken at the weights moved `rho` (in
+    L2 norm) up the batch's gradient, which costs a second forward and backward pass per batch. `amp`: run that pass under
+    bf16/fp16 autocast like the first. BatchNorm's running statistics see the batch twice."""
+    order = 50
+    def __init__(self, rho, amp=False): self.rho, self.amp = rho, amp
+    def after_backward(self, learn):
+        params = [p for p in learn.model.parameters() if p.grad is not None]
+        with torch.no_grad():
+            norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(p.grad) for p in params]))
+            moves = [p.grad * (self.rho / (norm + 1e-12)) for p in params]
+            for p, m in zip(params, moves): p.add_(m)
+        learn.opt.zero_grad()
+        x, y = learn.batch[:2]
+        with torch.autocast(x.device.type, dtype=torch.bfloat16 if x.device.type == 'cpu' else torch.float16, enabled=self.amp):
+            loss = learn.loss_fn(learn.model(x), y)
+        loss.backward()
+        with torch.no_grad():
+            for p, m in zip(params, moves): p.sub_(m)
 
 class EpochTimerS(Subscriber):
     "Records the seconds since the fit started at the end of every epoch."
@@ -132,6 +153,7 @@ def run(dls, cfg, seed, device, progress=True):
     if cfg['fast_path']: subs += fast_path()  # bf16 autocast, channels-last, CPUAllocatorS
     if cfg.get('compile'): subs.append(CompileS(eval=False, dynamic=False))  # static shapes; evaluation eager
     if not cfg['eval_every_epoch']: subs.append(LastEpochEvalS())
+    if cfg.get('sam'): subs.append(SAMS(cfg['sam'], amp=cfg['fast_path']))
     ema = EMAS(cfg['ema']) if cfg.get('ema') else None
     if ema: subs.append(ema)
     loss_fn = recipe_loss(cfg['label_smoothing'])

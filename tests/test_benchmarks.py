@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).parents[1] / 'benchmarks'))
-from bench_fashion_mnist import EMAS, ResizeS, optimizer, zero_residual_bn  # noqa: E402
+from bench_fashion_mnist import EMAS, SAMS, ResizeS, optimizer, zero_residual_bn  # noqa: E402
 from bench_learner import resetter  # noqa: E402
 
 from nntrain.learner import Learner, Subscriber  # noqa: E402
@@ -73,3 +73,24 @@ def test_zero_residual_bn_starts_every_block_as_its_shortcut():
         assert torch.equal(block(x), torch.relu(block.shortcut(x)))  # the convolutional path adds exactly 0
         x = block(x)
     assert sum(p.numel() for p in model.parameters()) == 1_227_900  # the same model, only started differently
+
+class GradRecorder(Subscriber):
+    order = 60  # after SAMS, before the step
+    def after_backward(self, learn):
+        self.weight, self.grad = learn.model.weight.detach().clone(), learn.model.weight.grad.clone()
+
+def test_sam_steps_with_the_gradient_at_the_moved_weights():
+    x, y = torch.randn(8, 3), torch.randint(0, 2, (8,))
+    class DLs: train, valid = [[x, y]], []
+    torch.manual_seed(0)
+    model = nn.Linear(3, 2, bias=False)
+    w0 = model.weight.detach().clone()
+    w = w0.clone().requires_grad_()
+    g0, = torch.autograd.grad(F.cross_entropy(x @ w.T, y), w)
+    moved = (w0 + 0.5 * g0 / g0.norm()).requires_grad_()
+    g_moved, = torch.autograd.grad(F.cross_entropy(x @ moved.T, y), moved)
+    rec = GradRecorder()
+    Learner(model, DLs(), F.cross_entropy, torch.optim.SGD, 0.1, [SAMS(0.5), rec]).fit(1)
+    assert torch.equal(rec.weight, w0)  # the weights are back where they were before the step
+    assert torch.allclose(rec.grad, g_moved, atol=1e-6) and not torch.allclose(rec.grad, g0, atol=1e-3)
+    assert torch.allclose(model.weight, w0 - 0.1 * g_moved, atol=1e-6)
