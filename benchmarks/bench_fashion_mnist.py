@@ -44,7 +44,7 @@ from nntrain.acceleration import SchedulerS
 from nntrain.activations import NormalizationS, init_weights, set_seed
 from nntrain.dataloaders import DataLoaders, load_fashion_mnist, load_fashion_mnist_sample
 from nntrain.learner import CancelEpochException, DeviceS, Learner, MetricsS, ProgressS, Subscriber, default_device
-from nntrain.resnet import (FASHION_MNIST_STATS, RECIPE, AugmentS, CompileS, MixUpS, ResBlock,
+from nntrain.resnet import (FASHION_MNIST_STATS, RECIPE, AugmentS, CompileS, MixedPrecisionS, MixUpS, ResBlock,
                             fast_path, recipe_augmentation, recipe_loss, recipe_optimizer, resnet)
 
 BEST = dict(epochs=RECIPE['epochs'], bs=RECIPE['bs'], lr=RECIPE['lr'], wd=RECIPE['wd'], optimizer='adamw', crop=RECIPE['crop'],
@@ -88,11 +88,16 @@ class EMAS(Subscriber):
 
 class SAMS(Subscriber):
     """Sharpness-aware minimization (Foret et al., 2020): the step uses the gradient taken at the weights moved `rho` (in
-    L2 norm) up the batch's gradient, which costs a second forward and backward pass per batch. `amp`: run that pass under
-    bf16/fp16 autocast like the first. BatchNorm's running statistics see the batch twice."""
+    L2 norm) up the batch's gradient, which costs a second forward and backward pass per batch. With `MixedPrecisionS`,
+    the second pass runs under the same autocast as the first. BatchNorm's running statistics see the batch twice."""
     order = 50
-    def __init__(self, rho, amp=False): self.rho, self.amp = rho, amp
+    def __init__(self, rho): self.rho = rho
+    def before_fit(self, learn):
+        self.amp = next((s for s in learn.subs if isinstance(s, MixedPrecisionS)), None)
     def after_backward(self, learn):
+        if self.amp is not None and self.amp.scaler is not None:
+            raise ValueError("SAMS can't take a second backward pass through MixedPrecisionS's GradScaler: use bf16 "
+                             "(MixedPrecisionS(torch.bfloat16)) with SAMS.")
         params = [p for p in learn.model.parameters() if p.grad is not None]
         with torch.no_grad():
             norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(p.grad) for p in params]))
@@ -100,7 +105,7 @@ class SAMS(Subscriber):
             for p, m in zip(params, moves): p.add_(m)
         learn.opt.zero_grad()
         x, y = learn.batch[:2]
-        with torch.autocast(x.device.type, dtype=torch.bfloat16 if x.device.type == 'cpu' else torch.float16, enabled=self.amp):
+        with torch.autocast(x.device.type, dtype=self.amp and self.amp.amp_dtype, enabled=self.amp is not None):
             loss = learn.loss_fn(learn.model(x), y)
         loss.backward()
         with torch.no_grad():
@@ -113,7 +118,7 @@ class EpochTimerS(Subscriber):
     def after_epoch(self, learn): self.times.append((learn.epoch, 'train' if learn.training else 'eval', time.perf_counter() - self.t0))
 
 def zero_residual_bn(model):
-    "Starts every ResBlock as (nearly) its shortcut: the scale of the BatchNorm that ends its convolutional path set to 0."
+    "Starts every ResBlock as its shortcut: the scale of the BatchNorm that ends its convolutional path set to 0."
     for block in model:
         if isinstance(block, ResBlock): nn.init.zeros_(block.conv_conn[-1][1].weight)
     return model
@@ -153,7 +158,7 @@ def run(dls, cfg, seed, device, progress=True):
     if cfg['fast_path']: subs += fast_path()  # bf16 autocast, channels-last, CPUAllocatorS
     if cfg.get('compile'): subs.append(CompileS(eval=False, dynamic=False))  # static shapes; evaluation eager
     if not cfg['eval_every_epoch']: subs.append(LastEpochEvalS())
-    if cfg.get('sam'): subs.append(SAMS(cfg['sam'], amp=cfg['fast_path']))
+    if cfg.get('sam'): subs.append(SAMS(cfg['sam']))
     ema = EMAS(cfg['ema']) if cfg.get('ema') else None
     if ema: subs.append(ema)
     loss_fn = recipe_loss(cfg['label_smoothing'])

@@ -11,7 +11,7 @@ from bench_fashion_mnist import EMAS, SAMS, ResizeS, optimizer, zero_residual_bn
 from bench_learner import resetter  # noqa: E402
 
 from nntrain.learner import Learner, Subscriber  # noqa: E402
-from nntrain.resnet import resnet  # noqa: E402
+from nntrain.resnet import MixedPrecisionS, resnet  # noqa: E402
 
 class SizeRecorder(Subscriber):
     order = 95  # after ResizeS
@@ -94,3 +94,19 @@ def test_sam_steps_with_the_gradient_at_the_moved_weights():
     assert torch.allclose(rec.weight, w0, atol=1e-7)  # the weights are back where they were (w + m - m, to rounding)
     assert torch.allclose(rec.grad, g_moved, atol=1e-6) and not torch.allclose(rec.grad, g0, atol=1e-3)
     assert torch.allclose(model.weight, w0 - 0.1 * g_moved, atol=1e-6)
+
+
+def test_sam_reruns_under_the_first_pass_autocast_and_refuses_a_grad_scaler():
+    torch.manual_seed(0)
+    class DLs: train, valid = [[torch.randn(8, 3), torch.randint(0, 2, (8,))]], []
+    seen = []
+    model = nn.Linear(3, 2)
+    model.register_forward_hook(lambda m, i, out: seen.append(out.dtype))
+    Learner(model, DLs(), F.cross_entropy, torch.optim.SGD, 0.1, [MixedPrecisionS(torch.bfloat16), SAMS(0.05)]).fit(1)
+    assert seen == [torch.bfloat16, torch.bfloat16]  # both passes of the one batch in bf16
+    seen.clear()
+    Learner(model, DLs(), F.cross_entropy, torch.optim.SGD, 0.1, [SAMS(0.05)]).fit(1)
+    assert seen == [torch.float32, torch.float32]  # no MixedPrecisionS: both in fp32
+    try: Learner(model, DLs(), F.cross_entropy, torch.optim.SGD, 0.1, [MixedPrecisionS(grad_scaler=True), SAMS(0.05)]).fit(1)
+    except ValueError as e: assert 'GradScaler' in str(e)
+    else: raise AssertionError('SAMS with a GradScaler should fail')
