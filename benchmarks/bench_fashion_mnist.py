@@ -16,7 +16,13 @@ Recipes (all: `resnet()` with Kaiming init, inputs normalized, one-cycle schedul
 momentum 0.9; `wd` is then an L2 penalty), `resize=18:8,22:14` (progressive resizing, see ResizeS), or `ema=0.999`
 (also evaluates an exponential moving average of the weights after the last epoch, reported as `ema_acc`), or
 `zero_bn=1` (every ResBlock's last BatchNorm starts with scale 0, so each block starts out as its shortcut), or `sam=0.05`
-(sharpness-aware minimization with that radius, see SAMS: twice the work per step).
+(sharpness-aware minimization with that radius, see SAMS: twice the work per step), or `size=32` (every image, training
+and test, upsampled to 32x32, see UpsampleS: the model's strides then halve 32 -> 16 -> 8 -> 4 -> 2 -> 1 exactly), or
+`aug_off=2` (no augmentation in the last 2 epochs, see AugmentOffS), or `recal_bn=1` (also evaluates a copy of the final
+model whose BatchNorm statistics are recomputed over one pass of the un-augmented training images, reported as
+`recal_acc`; see recalibrated_bn), or `pct_start=0.2` (the share of the steps the one-cycle schedule warms up for),
+or `beta2=0.99` (Adam's second-moment decay; its beta1 follows the one-cycle schedule), or `mixup=0.2` / `cutmix=1`
+(MixUpS / CutMixS with that alpha) with `mix_p=0.5` (the share of the images they mix).
 
 Every recipe evaluates the test set after every epoch (`--set eval_every_epoch=0`: only after the last), and
 records the first epoch, and the time, at which test accuracy reached the series' 93.9%.
@@ -32,7 +38,7 @@ Runs made separately (e.g. one process per seed) are combined with `--merge a.js
 On a shared machine, use --threads 1 or make sure the cores are free: with two OpenMP threads and another busy
 process, each step waits on the slower thread and training can slow down many times over.
 """
-import argparse, json, os, platform, statistics, sys, time
+import argparse, copy, json, os, platform, statistics, sys, time
 from functools import partial
 
 import torch
@@ -44,15 +50,16 @@ from nntrain.acceleration import SchedulerS
 from nntrain.activations import NormalizationS, init_weights, set_seed
 from nntrain.dataloaders import DataLoaders, load_fashion_mnist, load_fashion_mnist_sample
 from nntrain.learner import CancelEpochException, DeviceS, Learner, MetricsS, ProgressS, Subscriber, default_device
-from nntrain.resnet import (FASHION_MNIST_STATS, RECIPE, AugmentS, CompileS, MixedPrecisionS, MixUpS, ResBlock,
+from nntrain.resnet import (FASHION_MNIST_STATS, RECIPE, AugmentS, CompileS, CutMixS, MixedPrecisionS, MixUpS, ResBlock,
                             fast_path, recipe_augmentation, recipe_loss, recipe_optimizer, resnet)
 
 BEST = dict(epochs=RECIPE['epochs'], bs=RECIPE['bs'], lr=RECIPE['lr'], wd=RECIPE['wd'], optimizer='adamw', crop=RECIPE['crop'],
             erasing=RECIPE['erasing'], label_smoothing=RECIPE['label_smoothing'], mixup=0., fast_path=True, eval_every_epoch=True,
-            resize='', ema=0., zero_bn=False, sam=0.)
+            resize='', ema=0., zero_bn=False, sam=0., size=0, aug_off=0, recal_bn=False, pct_start=0.3, beta2=0.999, cutmix=0., mix_p=1.)
 RECIPES = {
     'series': dict(epochs=20, bs=1024, lr=1e-2, wd=0., optimizer='adam', crop=1, erasing=0., label_smoothing=0., mixup=0.,
-                   fast_path=False, eval_every_epoch=True, resize='', ema=0., zero_bn=False, sam=0.),
+                   fast_path=False, eval_every_epoch=True, resize='', ema=0., zero_bn=False, sam=0., size=0, aug_off=0,
+                   recal_bn=False, pct_start=0.3, beta2=0.999, cutmix=0., mix_p=1.),
     'best': BEST,
     'strong': {**BEST, 'bs': 1024, 'crop': 2, 'erasing': 0.25, 'label_smoothing': 0.1},
 }
@@ -76,6 +83,37 @@ class ResizeS(Subscriber):
         size = next((size for until, size in self.steps if learn.epoch < until), None)
         if learn.training and size is not None:
             learn.batch[0] = F.interpolate(learn.batch[0], size=(size, size), mode='bilinear', antialias=True)
+
+class UpsampleS(Subscriber):
+    "Upsamples every batch, training and evaluation, to `size`x`size` (bilinear), before augmentation sees it."
+    order = -8  # after DeviceS (-10), before AugmentS (-7)
+    def __init__(self, size): self.size = size
+    def before_batch(self, learn):
+        learn.batch[0] = upsample(learn.batch[0], self.size)
+
+def upsample(x, size):
+    "`x` (N, C, H, W) resized to `size`x`size` by bilinear interpolation; unchanged if `size` is 0 or its size already."
+    return x if not size or x.shape[-1] == size else F.interpolate(x, size=(size, size), mode='bilinear', align_corners=False)
+
+class AugmentOffS(Subscriber):
+    "Turns `augment` (an AugmentS) off for the last `n` epochs of a fit: the model ends on the images it will be tested on."
+    order = -9  # before AugmentS (-7) in every batch
+    def __init__(self, augment, n): self.augment, self.n, self.transform = augment, n, augment.transform
+    def before_epoch(self, learn):
+        self.augment.transform = nn.Identity() if learn.epoch >= learn.n_epochs - self.n else self.transform
+    def after_fit(self, learn): self.augment.transform = self.transform
+
+@torch.no_grad()
+def recalibrated_bn(model, dl, prep, amp):
+    """A copy of `model` whose BatchNorm running statistics are the plain averages over the batches of `dl` (passed
+    through `prep`, under bf16 autocast if `amp`), recomputed in one pass; the weights are unchanged."""
+    model = copy.deepcopy(model)
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    for bn in norms: bn.reset_running_stats(); bn.momentum = None  # momentum None: a cumulative average
+    model.train()
+    for x, _ in dl:
+        with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=amp): model(prep(x))
+    return model.eval()
 
 class EMAS(Subscriber):
     "Keeps an exponential moving average of the weights (and BatchNorm buffers), updated after every step."
@@ -127,16 +165,27 @@ def optimizer(cfg):
     if cfg['optimizer'] == 'adam': return torch.optim.Adam
     if cfg['optimizer'] == 'sgd': return partial(torch.optim.SGD, momentum=0.9, nesterov=True, weight_decay=cfg['wd'])
     if cfg['optimizer'] != 'adamw': sys.exit(f"unknown optimizer {cfg['optimizer']!r}: adam, adamw or sgd")
-    return recipe_optimizer(cfg['wd'])
+    adamw = recipe_optimizer(cfg['wd'])
+    return adamw if cfg.get('beta2', 0.999) == 0.999 else partial(adamw, betas=(0.9, cfg['beta2']))  # beta1: the schedule's
+
+def mixing(cfg):
+    "The recipe's MixUpS (`mixup` alpha) and CutMixS (`cutmix` alpha), if any, each applied to a share `mix_p` of the images."
+    p = cfg.get('mix_p', 1.)
+    return ([MixUpS(cfg['mixup'], p)] if cfg.get('mixup') else []) + ([CutMixS(cfg['cutmix'], p)] if cfg.get('cutmix') else [])
+
+def schedule(cfg, total_steps):
+    "The one-cycle schedule of a recipe, for `SchedulerS`: peak lr `cfg['lr']` after `cfg['pct_start']` of the steps."
+    return partial(torch.optim.lr_scheduler.OneCycleLR, max_lr=cfg['lr'], total_steps=total_steps,
+                   pct_start=cfg.get('pct_start', 0.3))
 
 @torch.no_grad()
-def tta_accuracy(model, dl, norm, fast_path, flip=True):
-    "Test accuracy of the average of the predictions for each image and its mirror image (of the image alone if not `flip`)."
+def tta_accuracy(model, dl, prep, fast_path, flip=True):
+    """Test accuracy of the average of the predictions for each image and its mirror image (of the image alone if not
+    `flip`); `prep` readies a batch of raw images for the model (device, size, normalization)."""
     model.eval()
     correct = n = 0
     for x, y in dl:
-        x = norm(x)
-        if fast_path: x = x.contiguous(memory_format=torch.channels_last)
+        x = prep(x)
         with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=fast_path):
             p = model(x).float().softmax(1)
             if flip: p += model(x.flip(-1)).float().softmax(1)
@@ -148,12 +197,15 @@ def run(dls, cfg, seed, device, progress=True):
     model = resnet().apply(init_weights)
     if cfg.get('zero_bn'): zero_residual_bn(model)
     n_epochs = cfg['epochs']
-    sched = partial(torch.optim.lr_scheduler.OneCycleLR, max_lr=cfg['lr'], total_steps=n_epochs * len(dls.train))
+    sched = schedule(cfg, n_epochs * len(dls.train))
     metrics, timer = MetricsS(accuracy=tem.MulticlassAccuracy()), EpochTimerS()
-    subs = [DeviceS(device), NormalizationS(FMNIST_MEAN, FMNIST_STD), metrics, SchedulerS(sched), AugmentS(recipe_augmentation(cfg['crop'], cfg['erasing'])), timer]
+    augment = AugmentS(recipe_augmentation(cfg['crop'], cfg['erasing']))
+    subs = [DeviceS(device), NormalizationS(FMNIST_MEAN, FMNIST_STD), metrics, SchedulerS(sched), augment, timer]
+    if cfg.get('size'): subs.append(UpsampleS(cfg['size']))
+    if cfg.get('aug_off'): subs.append(AugmentOffS(augment, cfg['aug_off']))
     if progress: subs.append(ProgressS(bars=False))
     else: metrics._log = lambda row: None
-    if cfg['mixup']: subs.append(MixUpS(cfg['mixup']))
+    subs += mixing(cfg)
     if cfg.get('resize'): subs.append(ResizeS(cfg['resize']))
     if cfg['fast_path']: subs += fast_path()  # bf16 autocast, channels-last, CPUAllocatorS
     if cfg.get('compile'): subs.append(CompileS(eval=False, dynamic=False))  # static shapes; evaluation eager
@@ -167,14 +219,20 @@ def run(dls, cfg, seed, device, progress=True):
     learn.fit(n_epochs)
     wall = time.perf_counter() - t
     evals = [r for r in metrics.rows if r['mode'] == 'eval']
-    norm = lambda x: (x.to(device) - FMNIST_MEAN) / FMNIST_STD
+    def prep(x):  # what the subscribers do to a batch before the model sees it, augmentation aside
+        x = (upsample(x.to(device), cfg.get('size', 0)) - FMNIST_MEAN) / FMNIST_STD
+        return x.contiguous(memory_format=torch.channels_last) if cfg['fast_path'] else x
     rows = _rows_with_time(metrics.rows, timer.times)
     extra = {}
-    if ema: extra = dict(ema_acc=tta_accuracy(ema.model.module, dls.valid, norm, cfg['fast_path'], flip=False),
-                         ema_tta_acc=tta_accuracy(ema.model.module, dls.valid, norm, cfg['fast_path']))
+    if ema: extra = dict(ema_acc=tta_accuracy(ema.model.module, dls.valid, prep, cfg['fast_path'], flip=False),
+                         ema_tta_acc=tta_accuracy(ema.model.module, dls.valid, prep, cfg['fast_path']))
+    if cfg.get('recal_bn'):
+        recal = recalibrated_bn(model, dls.train, prep, cfg['fast_path'])
+        extra.update(recal_acc=tta_accuracy(recal, dls.valid, prep, cfg['fast_path'], flip=False),
+                     recal_tta_acc=tta_accuracy(recal, dls.valid, prep, cfg['fast_path']))
     hit = next((r for r in rows if r['mode'] == 'eval' and r['accuracy'] >= TARGET), None)  # the series' accuracy
     return dict(seed=seed, test_acc=evals[-1]['accuracy'], test_loss=evals[-1]['loss'], wall_s=wall,
-                tta_acc=tta_accuracy(model, dls.valid, norm, cfg['fast_path']), rows=rows,
+                tta_acc=tta_accuracy(model, dls.valid, prep, cfg['fast_path']), rows=rows,
                 target=TARGET, target_epochs=hit and hit['epoch'] + 1, target_s=hit and hit['elapsed_s'], **extra)
 
 def _rows_with_time(rows, times):
@@ -245,6 +303,7 @@ def main():
                else f"never >= {TARGET:.1%} in the evaluated epochs")
         print(f"seed {seed}: test accuracy {r['test_acc']:.4f} (flip TTA {r['tta_acc']:.4f}) after {cfg['epochs']} epochs "
               f"in {r['wall_s']:.0f}s ({hit})" + (f"; EMA weights {r['ema_acc']:.4f} (flip TTA {r['ema_tta_acc']:.4f})" if 'ema_acc' in r else '')
+              + (f"; BatchNorm recalibrated {r['recal_acc']:.4f} (flip TTA {r['recal_tta_acc']:.4f})" if 'recal_acc' in r else '')
               + f"; load average {r['loadavg_start'][0]:.2f} -> {r['loadavg_end'][0]:.2f}", flush=True)
         out['summary'] = summary(out['runs'])
         if args.json:

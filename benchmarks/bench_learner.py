@@ -7,7 +7,10 @@ with a bootstrap 95% interval for that median: differences of a few tenths of a 
 one run can resolve on a shared machine, and the interval says how sure the figure is.
 A small model is where the loop's own overhead shows most. Targets: Learner <= 1.01x the plain loop, and
 Learner + MetricsS <= 1.02x the plain loop doing the same metric bookkeeping by hand.
-A third row turns the Learner's per-batch non-finite-loss check off, to show what that check costs.
+A third row turns the Learner's per-batch non-finite-loss check off, to show what that check costs, and a fourth
+compares the Learner with its check to a hand-written loop that makes the same check (reads each batch's loss with
+`loss.item()` and stops on nan/inf, as PyTorch's tutorials read the loss to log it): the same work on both sides, as
+in the MetricsS row.
 Every run trains the same model object, its weights reset in place first: a fresh model per run lands its tensors
 at new addresses, and that alone moved single runs by about 1% here, more than the overhead being measured.
 A last line times the Learner's own machinery (dispatch, bookkeeping, the check) with the model's work stubbed
@@ -21,7 +24,7 @@ and many of them resolve a fraction of a percent better than long ones: drift wi
 
 One thread by default: a model this small runs fastest on one, and a busy second core then doesn't distort the ratio.
 """
-import argparse, json, random, statistics, time
+import argparse, json, math, random, statistics, time
 from functools import partial
 
 import torch
@@ -41,8 +44,8 @@ def make_model(hidden, seed=0):
     torch.manual_seed(seed)
     return nn.Sequential(nn.Linear(784, hidden), nn.ReLU(), nn.Linear(hidden, 10))
 
-def plain_loop(model, batches, epochs, lr, metrics=None):
-    "The loop a PyTorch user writes by hand; with `metrics`, the same bookkeeping MetricsS does."
+def plain_loop(model, batches, epochs, lr, metrics=None, check_finite=False):
+    "The loop a PyTorch user writes by hand; with `metrics`, the same bookkeeping MetricsS does; with `check_finite`, the Learner's loss check."
     opt = torch.optim.SGD(model.parameters(), lr)
     model.train()
     for _ in range(epochs):
@@ -52,6 +55,7 @@ def plain_loop(model, batches, epochs, lr, metrics=None):
         for xb, yb in batches:
             preds = model(xb)
             loss = F.cross_entropy(preds, yb)
+            if check_finite and not math.isfinite(loss.item()): raise FloatingPointError(f'the loss is {loss.item()}')
             loss.backward()
             opt.step()
             opt.zero_grad()
@@ -82,15 +86,15 @@ def resetter(model):
 
 WARMUP_PAIRS = 5
 
-def compare(batches, hidden, epochs, reps, with_metrics, check_finite=True):
+def compare(batches, hidden, epochs, reps, with_metrics, check_finite=True, plain_checks=False):
     def metrics(): return {'accuracy': tem.MulticlassAccuracy()} if with_metrics else None
     model = resetter(make_model(hidden))  # one model for every run of both loops
     plain, learn = [], []
-    learner = partial(learner_loop, check_finite=check_finite)
+    learner, hand = partial(learner_loop, check_finite=check_finite), partial(plain_loop, check_finite=plain_checks)
     for _ in range(WARMUP_PAIRS):  # the first runs of a process are slower and uneven: leave them out
-        for fn in (plain_loop, learner): timed(fn, model(), batches, epochs, 0.1, metrics())
+        for fn in (hand, learner): timed(fn, model(), batches, epochs, 0.1, metrics())
     for r in range(reps):  # interleaved, alternating which goes first
-        pair = [(plain, plain_loop), (learn, learner)]
+        pair = [(plain, hand), (learn, learner)]
         for times, fn in (pair if r % 2 == 0 else pair[::-1]):
             times.append(timed(fn, model(), batches, epochs, 0.1, metrics()) / epochs)
     ratios = [l / p for p, l in zip(plain, learn)]  # each rep's pair ran back to back: drift cancels
@@ -140,18 +144,19 @@ def main():
     batches = sample_batches(a.bs)
     print(f'MLP 784-{a.hidden}-10, {len(batches)} batches of {a.bs}, {a.runs} runs of {a.epochs} epoch(s) x {a.reps} '
           f'reps, torch {torch.__version__}, {torch.get_num_threads()} threads')
-    cases = (('no subscribers', False, True), ('MetricsS (accuracy, loss)', True, True),
-             ('no subscribers, no nan check', False, False))  # the last: what the per-batch finite-loss check costs
+    cases = (('no subscribers', False, True, False), ('MetricsS (accuracy, loss)', True, True, False),
+             ('no subscribers, no nan check', False, False, False),  # what the per-batch finite-loss check costs
+             ('both check the loss', False, True, True))  # the same check in the hand-written loop
     warm_up(batches, a.hidden)
     paired, steps = {name: [] for name, *_ in cases}, []
     for run in range(a.runs):
         print(f"run {run + 1}\n{'case':<31}{'plain loop s/epoch':>20}{'Learner s/epoch':>18}{'ratio':>8}{'paired':>8}"
               f"{'paired 95% CI':>16}")
-        for name, with_metrics, check_finite in cases:
-            p, l, r, (lo, hi) = compare(batches, a.hidden, a.epochs, a.reps, with_metrics, check_finite)
+        for name, with_metrics, check_finite, plain_checks in cases:
+            p, l, r, (lo, hi) = compare(batches, a.hidden, a.epochs, a.reps, with_metrics, check_finite, plain_checks)
             print(f'{name:<31}{p:>20.4f}{l:>18.4f}{l / p:>8.3f}{r:>8.3f}{f"{lo:.3f}-{hi:.3f}":>16}')
             paired[name].append(r)
-            if not with_metrics: steps.append(p / len(batches))
+            if not with_metrics and not plain_checks: steps.append(p / len(batches))
     print(f"median of {a.runs} runs (paired ratio, and its range over the runs)")
     for name, rs in paired.items():
         print(f'{name:<31}{statistics.median(rs):>8.3f}{f"{min(rs):.3f}-{max(rs):.3f}":>16}')

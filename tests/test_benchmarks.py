@@ -1,5 +1,6 @@
 "Tests of the pieces of the benchmark scripts that change what they train (the scripts themselves are run by hand)."
 import sys
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -7,11 +8,12 @@ import torch.nn.functional as F
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).parents[1] / 'benchmarks'))
-from bench_fashion_mnist import EMAS, SAMS, ResizeS, optimizer, zero_residual_bn  # noqa: E402
-from bench_learner import resetter  # noqa: E402
+from bench_fashion_mnist import (EMAS, SAMS, AugmentOffS, ResizeS, UpsampleS, optimizer, recalibrated_bn,  # noqa: E402
+                                 mixing, schedule, zero_residual_bn)
+from bench_learner import learner_loop, plain_loop, resetter  # noqa: E402
 
 from nntrain.learner import Learner, Subscriber  # noqa: E402
-from nntrain.resnet import MixedPrecisionS, resnet  # noqa: E402
+from nntrain.resnet import AugmentS, CutMixS, MixedPrecisionS, MixUpS, resnet  # noqa: E402
 
 class SizeRecorder(Subscriber):
     order = 95  # after ResizeS
@@ -38,6 +40,26 @@ def test_resetter_restores_weights_in_place():
     assert all(torch.equal(p, b) for p, b in zip(model.parameters(), before))
     assert [p.data_ptr() for p in model.parameters()] == ptrs  # the same tensors, at the same addresses
 
+def test_plain_loop_with_the_check_trains_like_the_learner_and_stops_on_nan():
+    torch.manual_seed(0)
+    batches = [[torch.randn(8, 5), torch.randint(0, 3, (8,))] for _ in range(4)]
+    weights = {}
+    for name, loop in (('plain', plain_loop), ('checked', partial(plain_loop, check_finite=True)), ('learner', learner_loop)):
+        torch.manual_seed(1)
+        model = nn.Linear(5, 3)
+        loop(model, batches, 2, 0.1)
+        weights[name] = model.weight.detach()
+    assert torch.equal(weights['plain'], weights['checked']) and torch.allclose(weights['plain'], weights['learner'])
+    bad = batches[:1] + [[torch.full((8, 5), float('nan')), batches[1][1]]]
+    model = nn.Linear(5, 3)
+    w0 = model.weight.detach().clone()
+    try: plain_loop(model, bad, 1, 0.1, check_finite=True)
+    except FloatingPointError as e: assert 'nan' in str(e)
+    else: raise AssertionError('the checked loop should stop on a nan loss')
+    assert torch.isfinite(model.weight).all() and not torch.equal(model.weight, w0)  # stopped before the bad step
+    plain_loop(model, bad, 1, 0.1)  # unchecked: trains on into nan weights
+    assert torch.isnan(model.weight).all()
+
 class WeightRecorder(Subscriber):
     order = 2000  # after EMAS
     def __init__(self): self.seen = []
@@ -62,6 +84,9 @@ def test_optimizer_settings():
     assert isinstance(sgd, torch.optim.SGD) and sgd.defaults['nesterov'] and sgd.defaults['weight_decay'] == 5e-4
     adamw = optimizer(dict(optimizer='adamw', wd=0.01))([nn.Parameter(torch.zeros(1))], lr=0.1)
     assert isinstance(adamw, torch.optim.AdamW) and adamw.defaults['weight_decay'] == 0.01
+    assert adamw.defaults['betas'] == (0.9, 0.999)
+    adamw99 = optimizer(dict(optimizer='adamw', wd=0.01, beta2=0.99))([nn.Parameter(torch.zeros(1))], lr=0.1)
+    assert adamw99.defaults['betas'] == (0.9, 0.99) and adamw99.defaults['weight_decay'] == 0.01
     try: optimizer(dict(optimizer='lamb', wd=0.))
     except SystemExit as e: assert 'lamb' in str(e)
     else: raise AssertionError('an unknown optimizer should stop the benchmark')
@@ -110,3 +135,61 @@ def test_sam_reruns_under_the_first_pass_autocast_and_refuses_a_grad_scaler():
     try: Learner(model, DLs(), F.cross_entropy, torch.optim.SGD, 0.1, [MixedPrecisionS(grad_scaler=True), SAMS(0.05)]).fit(1)
     except ValueError as e: assert 'GradScaler' in str(e)
     else: raise AssertionError('SAMS with a GradScaler should fail')
+
+
+def test_upsample_reaches_training_and_evaluation_before_augmentation():
+    data = [[torch.rand(4, 1, 28, 28), torch.randint(0, 10, (4,))]]
+    class DLs: train = valid = data
+    seen_by_aug, rec = [], SizeRecorder()
+    aug = AugmentS(lambda x: seen_by_aug.append(x.shape[-1]) or x)
+    model = nn.Sequential(nn.AdaptiveAvgPool2d(2), nn.Flatten(), nn.Linear(4, 10))
+    Learner(model, DLs(), F.cross_entropy, torch.optim.SGD, 0.1, [aug, UpsampleS(32), rec]).fit(2)
+    assert {size for _, _, size in rec.seen} == {32} and {training for _, training, _ in rec.seen} == {True, False}
+    assert seen_by_aug == [32, 32]  # augmentation (training only) sees the upsampled images
+    x = torch.rand(2, 1, 28, 28)
+    up = UpsampleS(32)
+    class L: batch = [x, None]
+    up.before_batch(L)
+    assert torch.allclose(L.batch[0], F.interpolate(x, size=(32, 32), mode='bilinear', align_corners=False))
+
+def test_augment_off_skips_the_last_epochs_and_restores_the_transform():
+    data = [[torch.rand(4, 1, 8, 8), torch.randint(0, 10, (4,))]]
+    class DLs: train, valid = data, []
+    calls = []
+    def transform(x): calls.append(len(calls)); return x
+    aug = AugmentS(transform)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(64, 10))
+    learn = Learner(model, DLs(), F.cross_entropy, torch.optim.SGD, 0.1, [aug, AugmentOffS(aug, 2)])
+    learn.fit(5)
+    assert len(calls) == 3  # epochs 0, 1 and 2 of 5; not 3 and 4
+    assert aug.transform is transform  # back in place after the fit
+    learn.fit(1)
+    assert len(calls) == 3  # a 1-epoch fit is all "last 2 epochs"
+
+def test_recalibrated_bn_averages_the_statistics_of_the_data_and_keeps_the_weights():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(1, 3, 3), nn.BatchNorm2d(3)).eval()
+    with torch.no_grad(): model[1].running_mean.fill_(5.); model[1].weight.fill_(2.)
+    batches = [(torch.randn(6, 1, 8, 8) + i, None) for i in range(3)]
+    recal = recalibrated_bn(model, batches, lambda x: x * 2, amp=False)
+    with torch.no_grad(): feats = [model[0](x * 2) for x, _ in batches]
+    expected = torch.stack([f.mean((0, 2, 3)) for f in feats]).mean(0)  # equal batches: the mean of the batch means
+    assert torch.allclose(recal[1].running_mean, expected, atol=1e-5)
+    assert not recal.training and recal[1].num_batches_tracked == 3
+    assert torch.equal(recal[1].weight, model[1].weight) and torch.equal(recal[0].weight, model[0].weight)
+    assert torch.equal(model[1].running_mean, torch.full((3,), 5.))  # the original model is left as it was
+
+def test_schedule_peaks_after_pct_start_of_the_steps():
+    for pct, peak_step in ((0.3, 29), (0.2, 19)):
+        opt = torch.optim.AdamW([nn.Parameter(torch.zeros(1))], lr=0.01)
+        sched = schedule(dict(lr=0.01, pct_start=pct), 100)(opt)
+        lrs = []
+        for _ in range(100): lrs.append(opt.param_groups[0]['lr']); opt.step(); sched.step()
+        assert max(range(100), key=lrs.__getitem__) == peak_step and abs(max(lrs) - 0.01) < 1e-9
+
+def test_mixing_settings():
+    assert mixing(dict(mixup=0., cutmix=0.)) == []
+    mix, = mixing(dict(mixup=0.2, cutmix=0.))
+    assert type(mix) is MixUpS and (mix.alpha, mix.p) == (0.2, 1.)
+    cut, = mixing(dict(mixup=0., cutmix=1., mix_p=0.5))
+    assert type(cut) is CutMixS and (cut.alpha, cut.p) == (1., 0.5)
