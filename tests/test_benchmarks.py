@@ -136,7 +136,6 @@ def test_sam_reruns_under_the_first_pass_autocast_and_refuses_a_grad_scaler():
     except ValueError as e: assert 'GradScaler' in str(e)
     else: raise AssertionError('SAMS with a GradScaler should fail')
 
-
 def test_upsample_reaches_training_and_evaluation_before_augmentation():
     data = [[torch.rand(4, 1, 28, 28), torch.randint(0, 10, (4,))]]
     class DLs: train = valid = data
