@@ -192,3 +192,27 @@ def test_mixing_settings():
     assert type(mix) is MixUpS and (mix.alpha, mix.p) == (0.2, 1.)
     cut, = mixing(dict(mixup=0., cutmix=1., mix_p=0.5))
     assert type(cut) is CutMixS and (cut.alpha, cut.p) == (1., 0.5)
+
+def test_step_profile_finds_every_convolution_with_its_input_and_counts_its_macs():
+    from torch.utils.flop_counter import FlopCounterMode
+    from bench_step_profile import conv_inputs, conv_macs, fast_model
+    model, x = fast_model(), torch.randn(4, 1, 28, 28).contiguous(memory_format=torch.channels_last)
+    seen = conv_inputs(model, x)
+    assert len(seen) == sum(isinstance(m, nn.Conv2d) for m in model.modules()) == 18
+    assert not any(m._forward_pre_hooks for m in model.modules())  # no hooks left behind
+    first = [n for n, (_, shape, _, _, grad) in seen.items() if not grad]
+    assert sorted(first) == ['0.conv_conn.0.0', '0.identity_conn.0']  # only the two reading the images need no input grad
+    assert all(shape[1] == conv.in_channels for conv, shape, *_ in seen.values())
+    assert all(dtype == (torch.float32 if n in first else torch.bfloat16) for n, (_, _, dtype, _, _) in seen.items())
+    with FlopCounterMode(display=False) as fc:
+        for conv, shape, dtype, stride, _ in seen.values(): conv(torch.zeros(shape))
+    assert sum(conv_macs(conv, shape) for conv, shape, *_ in seen.values()) == fc.get_total_flops() // 2
+
+def test_step_profile_floor_is_the_convolutions_time_for_the_epochs():
+    from bench_step_profile import profile_step
+    res = profile_step(bs=8, threads=1, steps=2, epochs=3)
+    assert len(res['convs']) == 18 and res['steps_per_epoch'] == 7500
+    assert abs(res['conv_floor_s'] - res['conv_step_s'] * 7500 * 3) < 1e-9
+    assert all(c['forward_s'] > 0 and c['step_s'] > 0 for c in res['convs'])
+    assert sum(c['forward_s'] for c in res['convs']) < res['conv_step_s']  # a forward is part of forward + backward
+    assert res['conv_step_s'] < res['step_s'] and res['optimizer_step_s'] < res['step_s']  # both are parts of a step
