@@ -14,7 +14,10 @@ It prints a table of the convolutions (MACs, milliseconds, GMAC/s), the totals, 
 convolutions' time for the `--epochs` epochs that the quickest measured schedule needs to reach 93.9%, with nothing
 else counted. It can write it all as JSON.
 
-    python benchmarks/bench_step_profile.py [--bs 128] [--threads 2] [--steps 30] [--epochs 13] [--compile] [--json PATH]
+    python benchmarks/bench_step_profile.py [--bs 128] [--threads 2] [--steps 30] [--epochs 13] [--runs 5] [--compile] [--json PATH]
+
+One run's figures move by 10% or more from process to process on this machine, so use --runs: every time is then the
+median over the runs (each run's own figures are kept under `runs`).
 
 Run it alone on the machine: another busy process makes every figure meaningless.
 """
@@ -117,8 +120,21 @@ def profile_step(bs=128, threads=2, steps=30, epochs=13, compile=False):
     res['conv_floor_s'] = res['conv_step_s'] * res['steps_per_epoch'] * epochs
     return res
 
+def median_of_runs(runs):
+    "One result whose every time is the median over `runs` (results of `profile_step` with the same settings), keeping the runs."
+    med = lambda key, items: statistics.median(r[key] for r in items)
+    res = {**runs[0], 'runs': [{k: v for k, v in r.items() if k.endswith('_s')} for r in runs]}
+    for key in ('step_s', 'compiled_step_s', 'optimizer_step_s'):
+        if key in res: res[key] = med(key, runs)
+    res['convs'] = [{**cs[0], 'forward_s': med('forward_s', cs), 'step_s': med('step_s', cs)}
+                    for cs in zip(*(r['convs'] for r in runs))]  # each conv across the runs
+    res['conv_step_s'] = sum(c['step_s'] for c in res['convs'])
+    res['conv_floor_s'] = res['conv_step_s'] * res['steps_per_epoch'] * res['epochs']
+    return res
+
 def report(res):
-    print(f"batch size {res['bs']}, {res['threads']} threads, torch {res['torch']}: median of {res['steps']} steps")
+    runs = f", then the median over {len(res['runs'])} runs" if 'runs' in res else ''
+    print(f"batch size {res['bs']}, {res['threads']} threads, torch {res['torch']}: median of {res['steps']} steps{runs}")
     print(f"{'convolution':<28}{'input':>16}{'out':>5}{'k':>3}{'s':>3}{'MMAC':>8}{'fwd ms':>8}{'fwd+bwd ms':>11}{'GMAC/s':>8}")
     for c in sorted(res['convs'], key=lambda c: -c['step_s']):
         shape = 'x'.join(map(str, c['in_shape'][1:]))
@@ -139,10 +155,12 @@ def main():
     ap.add_argument('--threads', type=int, default=2)
     ap.add_argument('--steps', type=int, default=30, help='timed calls per measurement (their median is reported)')
     ap.add_argument('--epochs', type=int, default=13, help='epochs the floor is computed for (the quickest schedule measured needs 13)')
+    ap.add_argument('--runs', type=int, default=1, help='repeat the whole measurement; every time reported is the median over the runs')
     ap.add_argument('--compile', action='store_true', help='also time the step with the forward compiled (as CompileS)')
     ap.add_argument('--json', help='write the figures to this file')
     args = ap.parse_args()
-    res = profile_step(args.bs, args.threads, args.steps, args.epochs, args.compile)
+    runs = [profile_step(args.bs, args.threads, args.steps, args.epochs, args.compile) for _ in range(args.runs)]
+    res = median_of_runs(runs) if args.runs > 1 else runs[0]
     report(res)
     if args.json:
         with open(args.json, 'w') as f: json.dump(res, f, indent=1)

@@ -216,3 +216,13 @@ def test_step_profile_floor_is_the_convolutions_time_for_the_epochs():
     assert all(c['forward_s'] > 0 and c['step_s'] > 0 for c in res['convs'])
     assert sum(c['forward_s'] for c in res['convs']) < res['conv_step_s']  # a forward is part of forward + backward
     assert res['conv_step_s'] < res['step_s'] and res['optimizer_step_s'] < res['step_s']  # both are parts of a step
+
+def test_step_profile_median_of_runs_takes_every_time_as_the_median():
+    from bench_step_profile import median_of_runs
+    def run(t): return dict(step_s=t, optimizer_step_s=t / 10, steps_per_epoch=10, epochs=2,
+                            convs=[dict(name='a', forward_s=t / 4, step_s=t / 2), dict(name='b', forward_s=t / 8, step_s=t / 4)])
+    res = median_of_runs([run(1.), run(3.), run(2.)])
+    assert (res['step_s'], res['optimizer_step_s']) == (2., 0.2)
+    assert [(c['name'], c['forward_s'], c['step_s']) for c in res['convs']] == [('a', 0.5, 1.), ('b', 0.25, 0.5)]
+    assert res['conv_step_s'] == 1.5 and res['conv_floor_s'] == 1.5 * 10 * 2
+    assert [r['step_s'] for r in res['runs']] == [1., 3., 2.]  # every run's own figures kept
