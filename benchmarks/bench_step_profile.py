@@ -2,6 +2,8 @@
 
 Times, on the fast path (bf16 autocast, channels-last, CPUAllocatorS's malloc settings), at the recipe's batch size:
 
+Every callable is timed once a round, round after round (interleaved), so that all see the same machine state:
+
 - a whole training step: forward, loss, backward, AdamW step, zero_grad (eager, and with the forward compiled like
   `CompileS` when `--compile`), the median over `--steps` steps after a warm-up;
 - the AdamW step alone;
@@ -32,13 +34,17 @@ from nntrain.resnet import CPUAllocatorS, resnet
 
 N_TRAIN = 60_000  # Fashion-MNIST's training images; the recipe drops the last, partial batch
 
-def median_time(fn, steps, warmup=3):
-    "The median wall time of `fn()` over `steps` calls, after `warmup` calls."
-    for _ in range(warmup): fn()
-    times = []
+def interleaved_times(fns, steps, warmup=3):
+    """Wall times of each of `fns` (a dict of callables), `steps` rounds of one call each, after `warmup` calls of each.
+    Interleaving puts every callable under the same machine state, so ratios between them hold even when the machine's
+    speed drifts (it does, by 10% or more, on a shared host)."""
+    for fn in fns.values():
+        for _ in range(warmup): fn()
+    times = {k: [] for k in fns}
     for _ in range(steps):
-        t = time.perf_counter(); fn(); times.append(time.perf_counter() - t)
-    return statistics.median(times)
+        for k, fn in fns.items():
+            t = time.perf_counter(); fn(); times[k].append(time.perf_counter() - t)
+    return times
 
 def fast_model(seed=0):
     "The series' resnet with Kaiming init, in channels-last, as the fast path trains it."
@@ -58,11 +64,11 @@ def step_fn(model, x, y, compile=False):
         loss.backward(); opt.step(); opt.zero_grad()
     return step
 
-def optimizer_step_time(model, x, y, steps):
-    "Median time of the recipe's AdamW step alone (the gradients of one bf16 backward in place, kept between steps)."
+def optimizer_step_fn(model, x, y):
+    "The recipe's AdamW step alone, on the gradients of one bf16 backward (kept between steps)."
     opt = torch.optim.AdamW(model.parameters(), 1e-3, weight_decay=0.01)
     with torch.autocast('cpu', dtype=torch.bfloat16): F.cross_entropy(model(x), y).backward()
-    return median_time(opt.step, steps)
+    return opt.step
 
 def conv_inputs(model, x):
     "Each Conv2d of `model` (by name) with the shape, dtype and strides of its input in a bf16 forward of `x`."
@@ -82,8 +88,8 @@ def conv_macs(conv, shape):
     ow = (w + 2 * conv.padding[1] - conv.kernel_size[1]) // conv.stride[1] + 1
     return n * oh * ow * conv.out_channels * conv.in_channels // conv.groups * math.prod(conv.kernel_size)
 
-def time_conv(conv, shape, dtype, stride, needs_input_grad, steps):
-    "Median forward and forward + backward times of a copy of `conv` on an input like its input in the model."
+def conv_fns(conv, shape, dtype, stride, needs_input_grad):
+    "The forward and the forward + backward of a copy of `conv`, on an input like its input in the model."
     conv = nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding,
                      bias=conv.bias is not None).to(memory_format=torch.channels_last)
     x = torch.empty_strided(shape, stride, dtype=dtype).normal_().requires_grad_(needs_input_grad)
@@ -95,9 +101,10 @@ def time_conv(conv, shape, dtype, stride, needs_input_grad, steps):
         with torch.autocast('cpu', dtype=torch.bfloat16): out = conv(x)
         out.backward(grad)
         conv.weight.grad = None; x.grad = None
-    return median_time(forward, steps), median_time(forward_backward, steps)
+    return forward, forward_backward
 
 def profile_step(bs=128, threads=2, steps=30, epochs=13, compile=False):
+    "Times a step, its AdamW step and each convolution (interleaved, medians over `steps` rounds); the floor for `epochs`."
     torch.set_num_threads(threads)
     allocator = CPUAllocatorS(); allocator.before_fit(None)
     try:
@@ -105,17 +112,24 @@ def profile_step(bs=128, threads=2, steps=30, epochs=13, compile=False):
         model = fast_model()
         res = dict(bs=bs, threads=threads, steps=steps, epochs=epochs, torch=torch.__version__, machine=platform.processor() or platform.machine(),
                    cpus=os.cpu_count(), allocator_tuned=allocator.active)
-        res['step_s'] = median_time(step_fn(model, x, y), steps)
-        res['optimizer_step_s'] = optimizer_step_time(fast_model(), x, y, steps)
-        if compile: res['compiled_step_s'] = median_time(step_fn(fast_model(), x, y, compile=True), steps, warmup=5)
-        convs = []
-        for name, (conv, shape, dtype, stride, needs_grad) in conv_inputs(model, x).items():
-            fwd, fwd_bwd = time_conv(conv, shape, dtype, stride, needs_grad, steps)
-            convs.append(dict(name=name, in_shape=list(shape), out_channels=conv.out_channels, kernel=list(conv.kernel_size),
-                              stride=conv.stride[0], input_grad=needs_grad, macs=conv_macs(conv, shape), forward_s=fwd, step_s=fwd_bwd))
-        res['convs'] = convs
+        fns = dict(step=step_fn(model, x, y), optimizer_step=optimizer_step_fn(fast_model(), x, y))
+        if compile:
+            fns['compiled_step'] = step_fn(fast_model(), x, y, compile=True)
+            for _ in range(2): fns['compiled_step']()  # compiling, before the warm-up calls
+        convs = conv_inputs(model, x)
+        for name, (conv, *like) in convs.items(): fns[f'{name} forward'], fns[f'{name} step'] = conv_fns(conv, *like)
+        times = interleaved_times(fns, steps)
     finally: allocator.after_fit(None)
-    res['conv_step_s'] = sum(c['step_s'] for c in convs)
+    med = {k: statistics.median(v) for k, v in times.items()}
+    res.update({f'{k}_s': med[k] for k in ('step', 'optimizer_step', 'compiled_step') if k in med})
+    res['convs'] = [dict(name=name, in_shape=list(shape), out_channels=conv.out_channels, kernel=list(conv.kernel_size),
+                         stride=conv.stride[0], input_grad=needs_grad, macs=conv_macs(conv, shape),
+                         forward_s=med[f'{name} forward'], step_s=med[f'{name} step'])
+                    for name, (conv, shape, _, _, needs_grad) in convs.items()]
+    res['conv_step_s'] = sum(c['step_s'] for c in res['convs'])
+    whole = times['compiled_step' if compile else 'step']
+    per_round = [sum(times[f'{n} step'][i] for n in convs) / whole[i] for i in range(steps)]
+    res['conv_share'] = statistics.median(per_round)  # of the (compiled) step, round by round
     res['steps_per_epoch'] = N_TRAIN // bs
     res['conv_floor_s'] = res['conv_step_s'] * res['steps_per_epoch'] * epochs
     return res
@@ -123,8 +137,8 @@ def profile_step(bs=128, threads=2, steps=30, epochs=13, compile=False):
 def median_of_runs(runs):
     "One result whose every time is the median over `runs` (results of `profile_step` with the same settings), keeping the runs."
     med = lambda key, items: statistics.median(r[key] for r in items)
-    res = {**runs[0], 'runs': [{k: v for k, v in r.items() if k.endswith('_s')} for r in runs]}
-    for key in ('step_s', 'compiled_step_s', 'optimizer_step_s'):
+    res = {**runs[0], 'runs': [{k: v for k, v in r.items() if k.endswith('_s') or k == 'conv_share'} for r in runs]}
+    for key in ('step_s', 'compiled_step_s', 'optimizer_step_s', 'conv_share'):
         if key in res: res[key] = med(key, runs)
     res['convs'] = [{**cs[0], 'forward_s': med('forward_s', cs), 'step_s': med('step_s', cs)}
                     for cs in zip(*(r['convs'] for r in runs))]  # each conv across the runs
@@ -145,7 +159,8 @@ def report(res):
     print(f"whole step, eager: {step * 1e3:.1f} ms; the convolutions alone: {conv * 1e3:.1f} ms ({conv / step:.0%}), "
           f"the AdamW step alone: {res['optimizer_step_s'] * 1e3:.1f} ms")
     if 'compiled_step_s' in res:
-        print(f"whole step, forward compiled: {res['compiled_step_s'] * 1e3:.1f} ms (convolutions: {conv / res['compiled_step_s']:.0%})")
+        print(f"whole step, forward compiled: {res['compiled_step_s'] * 1e3:.1f} ms")
+    print(f"the convolutions' share of a {'compiled ' if 'compiled_step_s' in res else ''}step, round by round: {res['conv_share']:.0%}")
     print(f"{res['epochs']} epochs of {res['steps_per_epoch']} steps: the convolutions alone take {res['conv_floor_s']:.0f} s, "
           f"whole eager steps {step * res['steps_per_epoch'] * res['epochs']:.0f} s")
 

@@ -216,6 +216,7 @@ def test_step_profile_floor_is_the_convolutions_time_for_the_epochs():
     assert all(c['forward_s'] > 0 and c['step_s'] > 0 for c in res['convs'])
     assert sum(c['forward_s'] for c in res['convs']) < res['conv_step_s']  # a forward is part of forward + backward
     assert res['conv_step_s'] < res['step_s'] and res['optimizer_step_s'] < res['step_s']  # both are parts of a step
+    assert 0 < res['conv_share'] < 1 and 'compiled_step_s' not in res
 
 def test_step_profile_median_of_runs_takes_every_time_as_the_median():
     from bench_step_profile import median_of_runs
