@@ -1,11 +1,11 @@
 """Where the time of one training step of the series' ResNet goes on this CPU, and what it says about the least time to 93.9%.
 
-Times, on the fast path (bf16 autocast, channels-last, CPUAllocatorS's malloc settings), at the recipe's batch size:
-
-Every callable is timed once a round, round after round (interleaved), so that all see the same machine state:
+Times, on the fast path (bf16 autocast, channels-last, CPUAllocatorS's malloc settings), at the recipe's batch size,
+each callable once a round, round after round (interleaved, so that all see the same machine state), and reports the
+median over `--steps` rounds after a warm-up:
 
 - a whole training step: forward, loss, backward, AdamW step, zero_grad (eager, and with the forward compiled like
-  `CompileS` when `--compile`), the median over `--steps` steps after a warm-up;
+  `CompileS` when `--compile`);
 - the AdamW step alone;
 - each convolution on its own: a copy of the layer, fed a tensor of the shape, dtype and memory format its input has
   in the model, timed forward and forward + backward (with the gradient of its input only where the model needs one:
