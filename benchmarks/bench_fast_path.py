@@ -13,7 +13,9 @@ One run's figures move by several percent from process to process (where the all
 state), so report several: `--merge a.json b.json c.json --json out.json` combines runs into the median, per
 variant, of each run's speed-ups (each measured within its run), and keeps every run's figures.
 
-On a CPU, mixed precision means bf16 autocast (fast where the CPU has AVX512-BF16 or AMX); on CUDA, bf16 or fp16.
+On a CPU, mixed precision means bf16 autocast, which the amp rows insist on: it is fast where the CPU has AVX512-BF16 or
+AMX, and many times slower than fp32 where it hasn't (where `fast_path()` trains in fp32: the row 'channels_last +
+allocator fp32'); on CUDA, bf16 or fp16.
 """
 import argparse, json, os, platform, statistics, time
 
@@ -22,7 +24,7 @@ import torch.nn.functional as F
 
 from nntrain.activations import init_weights
 from nntrain.learner import DeviceS, Learner, Subscriber, default_device
-from nntrain.resnet import ChannelsLastS, CPUAllocatorS, MixedPrecisionS, fast_path, resnet
+from nntrain.resnet import ChannelsLastS, CompileS, CPUAllocatorS, MixedPrecisionS, cpu_has_fast_bf16, resnet
 
 def real_batch(bs, device):
     "`bs` images and labels of the bundled Fashion-MNIST sample (repeated if needed), as floats on `device`."
@@ -85,16 +87,21 @@ def main():
     torch.set_num_threads(args.threads)
     device = default_device()
     batch = real_batch(args.bs, device)
+    # on a CPU, the amp rows insist on bf16: MixedPrecisionS() alone would train in fp32 where the CPU lacks bf16 instructions
+    amp = lambda: MixedPrecisionS(torch.bfloat16 if device.type == 'cpu' else None)
     variants = {
         'plain loop fp32': None,
         'Learner fp32': lambda: [],
         'Learner fp32 + allocator': lambda: [CPUAllocatorS()],
-        'Learner bf16' if device.type != 'cuda' else 'Learner amp': lambda: [MixedPrecisionS()],
+        'Learner bf16' if device.type != 'cuda' else 'Learner amp': lambda: [amp()],
         'Learner channels_last fp32': lambda: [ChannelsLastS()],
-        'Learner amp + channels_last': lambda: [MixedPrecisionS(), ChannelsLastS()],
-        'Learner amp + channels_last + allocator': lambda: fast_path(),
+        'Learner amp + channels_last': lambda: [amp(), ChannelsLastS()],
+        'Learner amp + channels_last + allocator': lambda: [amp(), ChannelsLastS(), CPUAllocatorS()],  # fast_path() with bf16
     }
-    if args.compile: variants['Learner amp + channels_last + allocator + compile'] = lambda: fast_path(compile=True)
+    if device.type == 'cpu':  # what fast_path() trains with on a CPU without bf16 instructions
+        variants['Learner channels_last + allocator fp32'] = lambda: [ChannelsLastS(), CPUAllocatorS()]
+    if args.compile:
+        variants['Learner amp + channels_last + allocator + compile'] = lambda: [amp(), ChannelsLastS(), CPUAllocatorS(), CompileS()]
     states = {k: {} for k in variants}
     times = {k: [] for k in variants}
     t_warm = {}
@@ -118,6 +125,7 @@ def main():
         print(f"{name:<52}{med:>14.3f}{base / med:>9.2f}x{base_alloc / med:>13.2f}x{args.bs / med:>10.0f}{t_warm[name]:>11.1f}")
     if args.json:
         out = dict(bs=args.bs, device=str(device), threads=args.threads, torch=torch.__version__, loadavg=load,
+                   cpu_capability=torch.backends.cpu.get_cpu_capability(), cpu_has_fast_bf16=cpu_has_fast_bf16(),
                    steps=args.steps, rounds=args.rounds, rows=rows)
         with open(args.json, 'w') as f: json.dump(out, f, indent=1)
 
@@ -138,7 +146,8 @@ def merge(paths, out_path=None):
         print(f"{name:<52}{row['median_s_per_step']:>14.3f}{row['speedup']:>9.2f}x{row['speedup_vs_fp32_allocator']:>13.2f}x  "
               f"[{' '.join(f'{x:.2f}' for x in row['speedups'])}]")
     if out_path:
-        keep = {k: runs[0][k] for k in ('bs', 'device', 'threads', 'torch', 'steps', 'rounds')}
+        keep = {k: runs[0][k] for k in ('bs', 'device', 'threads', 'torch', 'steps', 'rounds', 'cpu_capability', 'cpu_has_fast_bf16')
+                if k in runs[0]}
         out = dict(keep, n_runs=len(runs), loadavg=[run['loadavg'] for run in runs], rows=rows)
         with open(out_path, 'w') as f: json.dump(out, f, indent=1)
 

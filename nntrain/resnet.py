@@ -4,15 +4,17 @@
 
 # %% auto #0
 __all__ = ['RECIPE', 'FASHION_MNIST_STATS', 'conv_conn', 'ResBlock', 'resnet', 'module_macs', 'ModelMonitorS', 'AugmentS',
-           'RandomFlip', 'RandomCrop', 'RandomErasing', 'MixUpS', 'CutMixS', 'MixedPrecisionS', 'ChannelsLastS',
-           'CompileS', 'CPUAllocatorS', 'fast_path', 'recipe_augmentation', 'recipe_loss', 'recipe_optimizer']
+           'RandomFlip', 'RandomCrop', 'RandomErasing', 'MixUpS', 'CutMixS', 'cpu_has_fast_bf16', 'MixedPrecisionS',
+           'ChannelsLastS', 'CompileS', 'CPUAllocatorS', 'fast_path', 'recipe_augmentation', 'recipe_loss',
+           'recipe_optimizer']
 
-# %% ../nbs/05_resnet.ipynb #16dbf2bd
+# %% ../nbs/05_resnet.ipynb #0e6802f6
 import ctypes
 import math
 import os
 import platform
 import sys
+import warnings
 from functools import partial
 
 import torch
@@ -312,14 +314,34 @@ class CutMixS(_MixS):
         box = _random_boxes(n, h, w, 1 - lam, torch.zeros_like(lam), x.device, torch.floor) & (lam < 1)[:, None, None]
         return torch.where(_per_sample_view(box, x), x2, x), 1 - box.flatten(1).float().mean(1)  # area after rounding
 
-# %% ../nbs/05_resnet.ipynb #9ce265f9
+# %% ../nbs/05_resnet.ipynb #00f362d7
+def _arm_cpu_features():
+    "The feature flags of an Arm CPU as Linux lists them in /proc/cpuinfo (empty where there is no such file)."
+    try:
+        with open('/proc/cpuinfo') as f: return {w for line in f if line.lower().startswith('features') for w in line.split(':', 1)[1].split()}
+    except OSError: return set()
+
+def cpu_has_fast_bf16():
+    "Whether this CPU computes bf16 in hardware (AVX512-BF16 or AMX on x86, the BF16 extension on Arm), so that bf16 autocast pays."
+    arch = platform.machine().lower()
+    if arch in ('x86_64', 'amd64', 'i386', 'i686'):
+        checks = [getattr(torch.cpu, name, None) for name in ('_is_avx512_bf16_supported', '_is_amx_tile_supported')]
+        return any(check() for check in checks if check is not None)
+    if arch in ('aarch64', 'arm64'): return 'bf16' in _arm_cpu_features()
+    return False
+
 def _default_amp_dtype(device_type):
+    "The autocast dtype `MixedPrecisionS(dtype=None)` uses on `device_type`: None (no autocast) on a CPU without fast bf16."
     if device_type == 'cuda': return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    return torch.bfloat16
+    return torch.bfloat16 if device_type != 'cpu' or cpu_has_fast_bf16() else None
+
+_NO_FAST_BF16 = ("MixedPrecisionS: this CPU has no bf16 instructions (AVX512-BF16 or AMX), so bf16 autocast would be emulated and "
+                 "several times slower than fp32: training in fp32. Pass MixedPrecisionS(dtype=torch.bfloat16) to use bf16 anyway.")
 
 class MixedPrecisionS(Subscriber):
-    """Runs the forward pass and loss of every batch under `torch.autocast` (`dtype`: bf16 on CPU, and on GPUs that have it, else fp16);
-    the backward pass and step stay outside. fp16 (or `grad_scaler=True`) scales the loss with a `GradScaler`, which also steps."""
+    """Runs the forward pass and loss of every batch under `torch.autocast` (`dtype`: bf16 on CPUs with bf16 instructions, where
+    others train in fp32 with a warning, and on GPUs that have it, else fp16); the backward pass and step stay outside. fp16
+    (or `grad_scaler=True`) scales the loss with a `GradScaler`, which also steps. `amp_dtype` is the dtype of the fit, or None."""
     order = 90  # enter autocast after the other subscribers have prepared the batch
     def __init__(self, dtype=None, grad_scaler=None):
         if dtype is not None and dtype not in (torch.bfloat16, torch.float16):
@@ -332,6 +354,7 @@ class MixedPrecisionS(Subscriber):
         if not torch.amp.is_autocast_available(self.device_type):
             raise ValueError(f"torch has no autocast for {self.device_type!r}: leave MixedPrecisionS out on this device.")
         self.amp_dtype = self.dtype or _default_amp_dtype(self.device_type)
+        if self.amp_dtype is None: warnings.warn(_NO_FAST_BF16, stacklevel=2)
         use_scaler = self.amp_dtype == torch.float16 if self.grad_scaler is None else self.grad_scaler
         self.scaler = torch.amp.GradScaler(self.device_type) if use_scaler else None
         if self.scaler is not None and self._loaded: self.scaler.load_state_dict(self._loaded)  # a resumed run's loss scale
@@ -342,6 +365,7 @@ class MixedPrecisionS(Subscriber):
 
     def before_batch(self, learn):
         self._exit()
+        if self.amp_dtype is None: return  # fp32: a CPU without bf16 instructions
         self._ctx = torch.autocast(learn.batch[0].device.type, dtype=self.amp_dtype)
         self._ctx.__enter__()
 

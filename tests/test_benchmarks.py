@@ -1,14 +1,16 @@
 "Tests of the pieces of the benchmark scripts that change what they train (the scripts themselves are run by hand)."
 import sys
+import warnings
 from functools import partial
 from pathlib import Path
 
+import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).parents[1] / 'benchmarks'))
-from bench_fashion_mnist import (EMAS, SAMS, AugmentOffS, ResizeS, UpsampleS, optimizer, recalibrated_bn,  # noqa: E402
+from bench_fashion_mnist import (EMAS, SAMS, AlternatingFlipS, AugmentOffS, ResizeS, UpsampleS, optimizer, recalibrated_bn,  # noqa: E402
                                  mixing, schedule, zero_residual_bn)
 from bench_learner import learner_loop, plain_loop, resetter  # noqa: E402
 
@@ -132,7 +134,13 @@ def test_sam_reruns_under_the_first_pass_autocast_and_refuses_a_grad_scaler():
     seen.clear()
     Learner(model, DLs(), F.cross_entropy, torch.optim.SGD, 0.1, [SAMS(0.05)]).fit(1)
     assert seen == [torch.float32, torch.float32]  # no MixedPrecisionS: both in fp32
-    try: Learner(model, DLs(), F.cross_entropy, torch.optim.SGD, 0.1, [MixedPrecisionS(grad_scaler=True), SAMS(0.05)]).fit(1)
+    import nntrain.resnet as resnet_mod  # on a CPU without bf16 instructions, MixedPrecisionS() trains in fp32: so must SAMS
+    with pytest.MonkeyPatch.context() as mp, warnings.catch_warnings():
+        mp.setattr(resnet_mod, 'cpu_has_fast_bf16', lambda: False); warnings.simplefilter('ignore')
+        seen.clear()
+        Learner(model, DLs(), F.cross_entropy, torch.optim.SGD, 0.1, [MixedPrecisionS(), SAMS(0.05)]).fit(1)
+        assert seen == [torch.float32, torch.float32]
+    try: Learner(model, DLs(), F.cross_entropy, torch.optim.SGD, 0.1, [MixedPrecisionS(torch.bfloat16, grad_scaler=True), SAMS(0.05)]).fit(1)
     except ValueError as e: assert 'GradScaler' in str(e)
     else: raise AssertionError('SAMS with a GradScaler should fail')
 
@@ -227,3 +235,27 @@ def test_step_profile_median_of_runs_takes_every_time_as_the_median():
     assert [(c['name'], c['forward_s'], c['step_s']) for c in res['convs']] == [('a', 0.5, 1.), ('b', 0.25, 0.5)]
     assert res['conv_step_s'] == 1.5 and res['conv_floor_s'] == 1.5 * 10 * 2
     assert [r['step_s'] for r in res['runs']] == [1., 3., 2.]  # every run's own figures kept
+
+
+def test_alternating_flip_mirrors_each_image_every_other_epoch_whatever_its_batch():
+    class Rec(Subscriber):
+        order = 100
+        def before_fit(self, learn): self.seen = []
+        def before_batch(self, learn):
+            if learn.training: self.seen.append(learn.batch[0].clone())
+    torch.manual_seed(0)
+    x = torch.randint(0, 256, (16, 1, 28, 28)).float() / 255  # pixels as the loader gives them: multiples of 1/255
+    y = torch.zeros(16, dtype=torch.long)
+    class DLs: train, valid = [[x[:8], y[:8]], [x[8:], y[8:]]], []
+    rec = Rec()
+    Learner(nn.Sequential(nn.Flatten(), nn.Linear(784, 2)), DLs(), F.cross_entropy, torch.optim.SGD, 0.1,
+            [AlternatingFlipS(), rec]).fit(3)
+    flipped = [torch.cat(rec.seen[2 * e:2 * e + 2]).ne(x).flatten(1).any(1) for e in range(3)]
+    assert (flipped[0] ^ flipped[1]).all() and (flipped[0] == flipped[2]).all()  # every other epoch
+    assert 0 < flipped[0].sum() < 16  # some images start mirrored, some not
+    perm = torch.randperm(16)  # the same image gets the same bit in another batch, at another position
+    rec2 = Rec()
+    class DLs2: train, valid = [[x[perm], y]], []
+    Learner(nn.Sequential(nn.Flatten(), nn.Linear(784, 2)), DLs2(), F.cross_entropy, torch.optim.SGD, 0.1,
+            [AlternatingFlipS(), rec2]).fit(1)
+    assert torch.equal(rec2.seen[0].ne(x[perm]).flatten(1).any(1), flipped[0][perm])

@@ -1,4 +1,6 @@
 "Tests of nntrain.resnet that need more than a notebook cell: torch.compile, a GPU, exact repeats of whole fits."
+import warnings
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -57,7 +59,7 @@ def test_monitor_removes_hooks_when_a_later_subscriber_fails_in_before_fit():
 
 def test_monitor_with_fast_path_counts_the_same():
     counts = []
-    for subs in ([], [MixedPrecisionS(), ChannelsLastS()]):
+    for subs in ([], [MixedPrecisionS(torch.bfloat16), ChannelsLastS()]):
         mon = ModelMonitorS()
         Learner(resnet(), DLs(batches(1)), subs=[mon, *subs]).fit(1)
         counts.append((mon.total_params, mon.total_macs))
@@ -70,7 +72,7 @@ def test_bf16_channels_last_computes_like_fp32():
     torch.manual_seed(0)
     x, y = torch.rand(64, 1, 28, 28), torch.randint(0, 10, (64,))
     out = {}
-    for name, subs in (('fp32', []), ('fast', [MixedPrecisionS(), ChannelsLastS()])):
+    for name, subs in (('fp32', []), ('fast', [MixedPrecisionS(torch.bfloat16), ChannelsLastS()])):
         torch.manual_seed(0)
         model = resnet().apply(init_weights)
         class Grab(Subscriber):
@@ -81,6 +83,41 @@ def test_bf16_channels_last_computes_like_fp32():
     (l32, g32), (l16, g16) = out['fp32'], out['fast']
     assert abs(l16 - l32) / l32 < 0.01
     assert F.cosine_similarity(g32, g16, dim=0) > 0.9
+
+@pytest.mark.parametrize('fast_bf16', [True, False])
+def test_default_dtype_on_cpu_follows_the_bf16_instructions(monkeypatch, fast_bf16):
+    "MixedPrecisionS() autocasts to bf16 only on a CPU with bf16 instructions; elsewhere it trains in fp32 and says so."
+    import nntrain.resnet as resnet_mod
+    monkeypatch.setattr(resnet_mod, 'cpu_has_fast_bf16', lambda: fast_bf16)
+    seen = []
+    model = resnet()
+    model[-2].register_forward_hook(lambda m, i, out: seen.append(out.dtype))  # the Linear layer's output
+    mp = MixedPrecisionS()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter('always')
+        Learner(model, DLs(batches(1)), subs=[mp]).fit(1)
+    want = torch.bfloat16 if fast_bf16 else torch.float32
+    assert seen == [want, want] and mp.amp_dtype == (torch.bfloat16 if fast_bf16 else None)
+    assert [str(w.message) for w in caught if 'MixedPrecisionS' in str(w.message)] == ([] if fast_bf16 else [resnet_mod._NO_FAST_BF16])
+    assert not torch.is_autocast_enabled('cpu')
+    seen.clear()
+    Learner(model, DLs(batches(1)), subs=[MixedPrecisionS(torch.bfloat16)]).fit(1)  # an explicit dtype is obeyed
+    assert seen == [torch.bfloat16, torch.bfloat16]
+
+def test_cpu_has_fast_bf16_answers_from_the_cpu(monkeypatch):
+    import nntrain.resnet as resnet_mod
+    assert isinstance(resnet_mod.cpu_has_fast_bf16(), bool)
+    monkeypatch.setattr(resnet_mod.platform, 'machine', lambda: 'x86_64')
+    for avx512_bf16, amx in ((False, False), (True, False), (False, True)):
+        monkeypatch.setattr(torch.cpu, '_is_avx512_bf16_supported', lambda: avx512_bf16, raising=False)
+        monkeypatch.setattr(torch.cpu, '_is_amx_tile_supported', lambda: amx, raising=False)
+        assert resnet_mod.cpu_has_fast_bf16() == (avx512_bf16 or amx)
+    monkeypatch.setattr(resnet_mod.platform, 'machine', lambda: 'aarch64')
+    for flags, want in (({'fp', 'asimd', 'bf16'}, True), ({'fp', 'asimd'}, False), (set(), False)):
+        monkeypatch.setattr(resnet_mod, '_arm_cpu_features', lambda: flags)
+        assert resnet_mod.cpu_has_fast_bf16() == want
+    monkeypatch.setattr(resnet_mod.platform, 'machine', lambda: 'riscv64')
+    assert resnet_mod.cpu_has_fast_bf16() is False
 
 def test_compile_matches_eager():
     pytest.importorskip('torch._dynamo')
