@@ -314,7 +314,7 @@ class CutMixS(_MixS):
         box = _random_boxes(n, h, w, 1 - lam, torch.zeros_like(lam), x.device, torch.floor) & (lam < 1)[:, None, None]
         return torch.where(_per_sample_view(box, x), x2, x), 1 - box.flatten(1).float().mean(1)  # area after rounding
 
-# %% ../nbs/05_resnet.ipynb #00f362d7
+# %% ../nbs/05_resnet.ipynb #1d4c1d26
 def _arm_cpu_features():
     "The feature flags of an Arm CPU as Linux lists them in /proc/cpuinfo (empty where there is no such file)."
     try:
@@ -335,7 +335,7 @@ def _default_amp_dtype(device_type):
     if device_type == 'cuda': return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
     return torch.bfloat16 if device_type != 'cpu' or cpu_has_fast_bf16() else None
 
-_NO_FAST_BF16 = ("MixedPrecisionS: this CPU has no bf16 instructions (AVX512-BF16 or AMX), so bf16 autocast would be emulated and "
+_NO_FAST_BF16 = ("MixedPrecisionS: this CPU has no bf16 instructions (AVX512-BF16 or AMX on x86, BF16 on Arm), so bf16 autocast would be emulated and "
                  "several times slower than fp32: training in fp32. Pass MixedPrecisionS(dtype=torch.bfloat16) to use bf16 anyway.")
 
 class MixedPrecisionS(Subscriber):
