@@ -11,7 +11,8 @@ channels-last gain on their own shows apart from what the allocator gains), and 
 
 One run's figures move by several percent from process to process (where the allocator puts things, the machine's
 state), so report several: `--merge a.json b.json c.json --json out.json` combines runs into the median, per
-variant, of each run's speed-ups (each measured within its run), and keeps every run's figures.
+variant, of each run's speed-ups (each measured within its run), and keeps every run's speed-ups and warm-up times (the
+first run's warm-up includes torch.compile's work with whatever on-disk cache it found; later runs find it warm).
 
 On a CPU, mixed precision means bf16 autocast, which the amp rows insist on: it is fast where the CPU has AVX512-BF16 or
 AMX, and many times slower than fp32 where it hasn't (where `fast_path()` trains in fp32: the row 'channels_last +
@@ -73,22 +74,14 @@ def learner_run(batch, steps, device, subs_fn, state):
             [DeviceS(device), *state['subs'], timer]).fit(1, valid=False)
     return timer.times
 
-def main():
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument('--bs', type=int, default=1024)
-    ap.add_argument('--steps', type=int, default=5, help='timed training steps per variant and round')
-    ap.add_argument('--rounds', type=int, default=5)
-    ap.add_argument('--threads', type=int, default=2)
-    ap.add_argument('--compile', action='store_true', help='add the fast path with torch.compile')
-    ap.add_argument('--merge', nargs='+', metavar='JSON', help='combine the --json files of separate runs (see above)')
-    ap.add_argument('--json', help='write the results to this file')
-    args = ap.parse_args()
-    if args.merge: return merge(args.merge, args.json)
-    torch.set_num_threads(args.threads)
-    device = default_device()
-    batch = real_batch(args.bs, device)
+def make_variants(device, compile=False, fast_bf16=None):
+    """The variants timed, by name: a function that makes the subscribers of each (None for the plain loop). With `compile`,
+    the fast path with torch.compile, as `fast_path()` + `CompileS` would train on `device`: with bf16 where the device has it,
+    and also in fp32 on a CPU without bf16 instructions (`fast_bf16` defaults to `cpu_has_fast_bf16()`)."""
+    cpu = device.type == 'cpu'
+    if fast_bf16 is None: fast_bf16 = cpu_has_fast_bf16()
     # on a CPU, the amp rows insist on bf16: MixedPrecisionS() alone would train in fp32 where the CPU lacks bf16 instructions
-    amp = lambda: MixedPrecisionS(torch.bfloat16 if device.type == 'cpu' else None)
+    amp = lambda: MixedPrecisionS(torch.bfloat16 if cpu else None)
     variants = {
         'plain loop fp32': None,
         'Learner fp32': lambda: [],
@@ -98,10 +91,29 @@ def main():
         'Learner amp + channels_last': lambda: [amp(), ChannelsLastS()],
         'Learner amp + channels_last + allocator': lambda: [amp(), ChannelsLastS(), CPUAllocatorS()],  # fast_path() with bf16
     }
-    if device.type == 'cpu':  # what fast_path() trains with on a CPU without bf16 instructions
+    if cpu:  # what fast_path() trains with on a CPU without bf16 instructions
         variants['Learner channels_last + allocator fp32'] = lambda: [ChannelsLastS(), CPUAllocatorS()]
-    if args.compile:
+    if compile:
         variants['Learner amp + channels_last + allocator + compile'] = lambda: [amp(), ChannelsLastS(), CPUAllocatorS(), CompileS()]
+        if cpu and not fast_bf16:
+            variants['Learner channels_last + allocator fp32 + compile'] = lambda: [ChannelsLastS(), CPUAllocatorS(), CompileS()]
+    return variants
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument('--bs', type=int, default=1024)
+    ap.add_argument('--steps', type=int, default=5, help='timed training steps per variant and round')
+    ap.add_argument('--rounds', type=int, default=5)
+    ap.add_argument('--threads', type=int, default=2)
+    ap.add_argument('--compile', action='store_true', help='add the fast path with torch.compile (see make_variants)')
+    ap.add_argument('--merge', nargs='+', metavar='JSON', help='combine the --json files of separate runs (see above)')
+    ap.add_argument('--json', help='write the results to this file')
+    args = ap.parse_args()
+    if args.merge: return merge(args.merge, args.json)
+    torch.set_num_threads(args.threads)
+    device = default_device()
+    batch = real_batch(args.bs, device)
+    variants = make_variants(device, args.compile)
     states = {k: {} for k in variants}
     times = {k: [] for k in variants}
     t_warm = {}
@@ -141,7 +153,7 @@ def merge(paths, out_path=None):
     for i, name in enumerate(names):
         per = [run['rows'][i] for run in runs]
         row = dict(variant=name, **{k: statistics.median(r[k] for r in per) for k in ('median_s_per_step', 'speedup', 'speedup_vs_fp32_allocator', 'images_per_s')},
-                   speedups=[r['speedup'] for r in per])
+                   speedups=[r['speedup'] for r in per], warmups_s=[r.get('warmup_s') for r in per])
         rows.append(row)
         print(f"{name:<52}{row['median_s_per_step']:>14.3f}{row['speedup']:>9.2f}x{row['speedup_vs_fp32_allocator']:>13.2f}x  "
               f"[{' '.join(f'{x:.2f}' for x in row['speedups'])}]")

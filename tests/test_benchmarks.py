@@ -12,10 +12,11 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).parents[1] / 'benchmarks'))
 from bench_fashion_mnist import (EMAS, SAMS, AlternatingFlipS, AugmentOffS, ResizeS, UpsampleS, optimizer, recalibrated_bn,  # noqa: E402
                                  mixing, schedule, zero_residual_bn)
+from bench_fast_path import make_variants  # noqa: E402
 from bench_learner import learner_loop, plain_loop, resetter  # noqa: E402
 
 from nntrain.learner import Learner, Subscriber  # noqa: E402
-from nntrain.resnet import AugmentS, CutMixS, MixedPrecisionS, MixUpS, resnet  # noqa: E402
+from nntrain.resnet import AugmentS, ChannelsLastS, CompileS, CPUAllocatorS, CutMixS, MixedPrecisionS, MixUpS, resnet  # noqa: E402
 
 class SizeRecorder(Subscriber):
     order = 95  # after ResizeS
@@ -259,3 +260,20 @@ def test_alternating_flip_mirrors_each_image_every_other_epoch_whatever_its_batc
     Learner(nn.Sequential(nn.Flatten(), nn.Linear(784, 2)), DLs2(), F.cross_entropy, torch.optim.SGD, 0.1,
             [AlternatingFlipS(), rec2]).fit(1)
     assert torch.equal(rec2.seen[0].ne(x[perm]).flatten(1).any(1), flipped[0][perm])
+
+def test_fast_path_benchmark_times_the_compiled_fast_path_that_fast_path_gives():
+    "On a CPU without bf16 instructions `fast_path()` trains in fp32, so `--compile` times that too, besides compiled bf16."
+    kinds = lambda subs: [type(s) for s in subs]
+    cpu = torch.device('cpu')
+    assert 'Learner amp + channels_last + allocator + compile' not in make_variants(cpu)
+    slow = make_variants(cpu, compile=True, fast_bf16=False)
+    compiled_fp32 = slow['Learner channels_last + allocator fp32 + compile']()
+    assert kinds(compiled_fp32) == [ChannelsLastS, CPUAllocatorS, CompileS]
+    compiled_amp = slow['Learner amp + channels_last + allocator + compile']()
+    assert kinds(compiled_amp) == [MixedPrecisionS, ChannelsLastS, CPUAllocatorS, CompileS]
+    assert compiled_amp[0].dtype == torch.bfloat16  # the amp rows insist on bf16 on any CPU
+    fast = make_variants(cpu, compile=True, fast_bf16=True)  # with bf16 instructions fast_path() is the amp row: no fp32 row
+    assert 'Learner amp + channels_last + allocator + compile' in fast
+    assert 'Learner channels_last + allocator fp32 + compile' not in fast
+    assert list(fast) == [k for k in slow if k != 'Learner channels_last + allocator fp32 + compile']
+    assert slow['plain loop fp32'] is None
