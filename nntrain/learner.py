@@ -48,10 +48,11 @@ class Subscriber:
     "Base class for subscribers: define methods named after `EVENTS`; lower `order` runs first."
     order = 0
 
-# %% ../nbs/02_learner.ipynb #0e63a65f
+# %% ../nbs/02_learner.ipynb #00ad311f
 def check_subs(subs):
     "Return `subs` as a list, raising a clear error for anything that is not a subscriber instance."
-    if isinstance(subs, (Subscriber, type)): subs = [subs]
+    if subs is None: return []
+    if isinstance(subs, (Subscriber, type)) or any(callable(getattr(subs, e, None)) for e in EVENTS): subs = [subs]
     subs = list(subs)
     for s in subs:
         if isinstance(s, type):
@@ -132,28 +133,32 @@ def _known_len(iterable):
 
 Learner._check_fit_args = _check_fit_args
 
-# %% ../nbs/02_learner.ipynb #bf367d2e
+# %% ../nbs/02_learner.ipynb #72a92dd7
 def _build_dispatch(self, subs):
+    for i, s in enumerate(subs):
+        if any(s is o for o in subs[:i]):
+            raise ValueError(f"{s!r} is subscribed twice, so it would get every event twice: pass it once, to the Learner "
+                             "(for every fit) or to fit (for that fit only).")
     ordered = sorted(subs, key=lambda s: getattr(s, 'order', 0))  # stable: equal orders keep list order
     self.active_subs = ordered  # the fit's subscribers, in order (a checkpoint saves the state of each)
     self._handlers = {e: tuple(getattr(s, e) for s in ordered if callable(getattr(s, e, None))) for e in EVENTS}
 
 Learner._build_dispatch = _build_dispatch
 
-# %% ../nbs/02_learner.ipynb #07e229b4
+# %% ../nbs/02_learner.ipynb #83713ad1
 def _run_epoch(self, training):
     self.model.train(training)
     self.dl = self.dls.train if training else self.dls.valid
-    self.iter = -1
+    self.iter, cancelled = -1, False
     with torch.set_grad_enabled(training):
         try:
             self.publish('before_epoch')
             for self.iter, batch in enumerate(self.dl):
                 self.batch = list(batch)  # our own list: subscribers replace items of it, never of the data
                 self._run_batch()
-        except CancelEpochException: pass
+        except CancelEpochException: cancelled = True
         if training: self._flush_checks()
-        if training and self.iter == -1 and _known_len(self.dl) is None:
+        if training and not cancelled and self.iter == -1 and _known_len(self.dl) is None:
             raise ValueError("The training data yielded no batches: check the dataset and the batch size.")
         try: self.publish('after_epoch')
         except CancelEpochException: pass
@@ -207,20 +212,20 @@ def _flush_checks(self, last_stepped=True):
 Learner.check_every = 50
 Learner._run_batch, Learner._check_loss_finite, Learner._flush_checks = _run_batch, _check_loss_finite, _flush_checks
 
-# %% ../nbs/02_learner.ipynb #0babfc38
+# %% ../nbs/02_learner.ipynb #f7662c85
 def _publish_after_fit(self, error=None):
     first = None
     for handler in self._handlers['after_fit']:
         try: handler(self)
         except CancelFitException: pass
         except Exception as e:
-            if error is not None: error.add_note(f"after_fit of {handler.__self__!r} also failed: {e!r}")
+            if error is not None: error.add_note(f"after_fit of {getattr(handler, '__self__', handler)!r} also failed: {e!r}")
             first = first or e
     if error is None and first is not None: raise first
 
 Learner._publish_after_fit = _publish_after_fit
 
-# %% ../nbs/02_learner.ipynb #2e9bbd4e
+# %% ../nbs/02_learner.ipynb #11023983
 def _scalar(x):
     return x.item() if isinstance(x, torch.Tensor) and x.numel() == 1 else x
 
@@ -233,10 +238,12 @@ class MetricsS(Subscriber):
 
     def before_fit(self, learn):
         learn.metrics, self.rows = self, []
+        self._loss_sum, self._count, self._epoch = 0., 0, None
+        self.__dict__.pop('_log', None)  # log by printing, unless this fit's ProgressS takes over again
 
     def before_epoch(self, learn):
         for m in self.metrics.values(): m.reset()
-        self._loss_sum, self._count = 0., 0
+        self._loss_sum, self._count, self._epoch = 0., 0, (learn.epoch, learn.training)
 
     def after_batch(self, learn):
         if learn.loss is None: return  # the batch was cancelled before its loss
@@ -247,6 +254,8 @@ class MetricsS(Subscriber):
         self._count += n
 
     def after_epoch(self, learn):
+        if self._epoch != (learn.epoch, learn.training):  # an earlier subscriber cancelled the epoch in before_epoch
+            self._loss_sum, self._count = 0., 0             # what we hold is the last epoch's: drop it
         if not self._count: return  # the epoch was cancelled before any batch
         row = {'epoch': learn.epoch, 'mode': 'train' if learn.training else 'eval', 'loss': self.loss}
         row.update({k: _scalar(m.compute()) for k, m in self.metrics.items()})
@@ -287,7 +296,7 @@ class DeviceS(Subscriber):
     def before_fit(self, learn): learn.model.to(self.device)
     def before_batch(self, learn): learn.batch = to_device(learn.batch, self.device)
 
-# %% ../nbs/02_learner.ipynb #ac524735
+# %% ../nbs/02_learner.ipynb #78dd866f
 class ProgressS(Subscriber):
     "Progress bars with the epoch table (plain lines when not in a terminal); `plot=True` adds a live loss plot."
     order = MetricsS.order + 1
@@ -300,7 +309,9 @@ class ProgressS(Subscriber):
         self.mbar = master_bar(learn.epochs) if bars else None
         if self.mbar is not None: learn.epochs = self.mbar
         self.train_losses, self.valid_losses, self._header_done = [], [], False
-        if hasattr(learn, 'metrics'): learn.metrics._log = self._log
+        m = getattr(learn, 'metrics', None)  # this fit's MetricsS, not one an earlier fit left on the learner
+        self._metrics = m if any(s is m for s in learn.active_subs) else None
+        if self._metrics is not None: self._metrics._log = self._log
         self.t0 = time.perf_counter()
 
     def _log(self, row):
@@ -315,7 +326,8 @@ class ProgressS(Subscriber):
         self._header_done = True
 
     def before_epoch(self, learn):
-        if self.mbar is not None: learn.dl = progress_bar(learn.dl, leave=False, parent=self.mbar)
+        n = _known_len(learn.dl)  # a loader without a length gets a bar that counts without a total
+        if self.mbar is not None: learn.dl = progress_bar(learn.dl, total='noinfer' if n is None else n, leave=False, parent=self.mbar)
 
     def after_batch(self, learn):
         if not learn.training or learn.loss is None: return
@@ -324,8 +336,8 @@ class ProgressS(Subscriber):
         if self.plot and self.mbar is not None and len(self.train_losses) % 10 == 0: self._update_graph(learn)
 
     def after_epoch(self, learn):
-        if learn.training or not hasattr(learn, 'metrics'): return
-        self.valid_losses.append((len(self.train_losses), learn.metrics.loss))
+        if learn.training or self._metrics is None or not self._metrics._count: return  # no metrics, or no batch
+        self.valid_losses.append((len(self.train_losses), self._metrics.loss))
         if self.plot and self.mbar is not None: self._update_graph(learn)
 
     def _update_graph(self, learn):
@@ -337,7 +349,7 @@ def _format_time(t):
     m, s = divmod(int(t), 60)
     return f'{m:02d}:{s:02d}'
 
-# %% ../nbs/02_learner.ipynb #0b0697e7
+# %% ../nbs/02_learner.ipynb #0aa4ee8d
 class LRFindS(Subscriber):
     "Learning-rate range test: grows the lr by `mult` each batch until the loss explodes, then restores the model."
     order = 5
@@ -362,8 +374,10 @@ class LRFindS(Subscriber):
         for g in learn.opt.param_groups: g['lr'] *= self.mult
 
     def after_fit(self, learn):
-        learn.model.load_state_dict(self._saved[0])
-        learn.opt.load_state_dict(self._saved[1])
+        saved, self._saved = getattr(self, '_saved', None), None
+        if saved is None: return  # the fit ended before our before_fit: nothing to put back (and no older state!)
+        learn.model.load_state_dict(saved[0])
+        learn.opt.load_state_dict(saved[1])
         learn.check_finite = self._check_finite
 
     @property
