@@ -68,7 +68,14 @@ def _default_modules(model):
     mods = [m for m in model.children() if next(m.parameters(), None) is not None]
     return mods or [model]
 
-# %% ../nbs/03_activations.ipynb #24c83cff
+# %% ../nbs/03_activations.ipynb #f9e74e61
+def _abs_histogram(a, bins, max_abs):
+    "Counts of |`a`| in `bins` equal bins over [0, `max_abs`] (larger values in the last, nan left out): `torch.histc`'s counts, deterministic on every device."
+    v = a.abs().clamp(max=max_abs)
+    idx = (v * bins / max_abs).long().clamp_(0, bins - 1).masked_fill_(v.isnan(), bins).flatten()  # nan: a spare bin, dropped
+    return torch.zeros(bins + 1, device=a.device).scatter_add_(0, idx, torch.ones(idx.shape, device=a.device))[:bins]
+
+# %% ../nbs/03_activations.ipynb #f7b749a2
 class ActivationStatsS(Subscriber):
     "Records per training batch the mean, std, |activation| histogram and per-unit firing rate of `modules`' outputs."
     order = 20  # after the other subscribers have set up the model
@@ -91,7 +98,7 @@ class ActivationStatsS(Subscriber):
                             f"returned {type(output).__name__}. Watch its submodules instead.")
         with torch.no_grad():
             a = output.detach().float()
-            hist = torch.histc(a.abs().clamp(max=self.max_abs), self.bins, 0, self.max_abs)
+            hist = _abs_histogram(a, self.bins, self.max_abs)
             nonzero = (a != 0).float()
             firing = nonzero.mean([0, *range(2, a.ndim)]) if a.ndim > 1 else nonzero.mean().reshape(1)
             hook.pending.append(torch.cat([a.mean().reshape(1), a.std().reshape(1), hist, firing]))
@@ -207,11 +214,14 @@ def plot_dead(self:ActivationStatsS, binary=False, figsize=None):
     fig.suptitle('Units that did not fire (dead)' if binary else 'Share of zero outputs per unit and training batch')
     return axs
 
-# %% ../nbs/03_activations.ipynb #24653d0c
+# %% ../nbs/03_activations.ipynb #fe28d7d9
 def conv_block(in_c, out_c, kernel_size=3, stride=2, act=True, norm=True):
     "`nn.Sequential` of Conv2d (padding `kernel_size//2`, bias only without `norm`), BatchNorm2d if `norm`, ReLU if `act`."
     if not (act is True or act is False or act is None or callable(act)):
         raise TypeError(f"act must be True (ReLU), False (none) or an activation class such as nn.LeakyReLU, got {act!r}.")
+    if isinstance(act, nn.Module):
+        raise TypeError(f"act must be an activation class or a function returning a module, not a module instance ({act!r}): "
+                        f"pass e.g. nn.LeakyReLU or partial(nn.LeakyReLU, 0.1).")
     layers = [nn.Conv2d(in_c, out_c, kernel_size, stride=stride, padding=kernel_size // 2, bias=not norm)]
     if norm: layers.append(nn.BatchNorm2d(out_c))
     if act: layers.append(nn.ReLU() if act is True else act())

@@ -91,7 +91,7 @@ def module_macs(module, inputs, output):
         return _per_sample(x, n)                                # every input element is read once
     return 0  # activations, reshapes, dropout, …: elementwise, no multiply-accumulates
 
-# %% ../nbs/05_resnet.ipynb #d5264db2
+# %% ../nbs/05_resnet.ipynb #64c06bb3
 class ModelMonitorS(Subscriber):
     """Runs the forward pass of one training batch, records each of `modules`' input and output shape, parameters and
     MACs per sample (counted from the leaf layers that actually ran), then cancels the fit; `repr` shows the table."""
@@ -109,6 +109,7 @@ class ModelMonitorS(Subscriber):
         self.remove()
         self.rows, self._leaf_macs, self._shapes = [], {}, {}
         self._modules = (list(learn.model.children()) or [learn.model]) if self.modules is None else self.modules
+        self._counted = [learn.model] if self.modules is None else self._modules  # the total: the whole model by default
         self._buffers = [b.detach().clone() for b in learn.model.buffers()]  # BatchNorm's running statistics
         leaves = {id(l): l for m in self._modules for l in m.modules() if next(l.children(), None) is None}
         self.hooks = [Hook(i, m, self._record_shapes) for i, m in enumerate(self._modules)]
@@ -132,7 +133,7 @@ class ModelMonitorS(Subscriber):
                                   macs=sum(self._leaf_macs.get(l, 0) for l in own)))
         leaves = {id(l): l for m in self._modules for l in m.modules() if next(l.children(), None) is None}
         self.total_macs = sum(self._leaf_macs.get(i, 0) for i in leaves)
-        self.total_params = sum(p.numel() for p in {id(p): p for m in self._modules for p in m.parameters()}.values())
+        self.total_params = sum(p.numel() for p in {id(p): p for m in self._counted for p in m.parameters()}.values())
         raise CancelFitException()  # one forward pass is all it takes: no step, the weights stay as they were
 
     def after_fit(self, learn):
@@ -382,11 +383,12 @@ class MixedPrecisionS(Subscriber):
     def state_dict(self): return {'scaler': self.scaler.state_dict() if self.scaler is not None else None}
     def load_state_dict(self, state): self._loaded = state['scaler']  # applied by the next before_fit
 
-# %% ../nbs/05_resnet.ipynb #4c4d67dd
+# %% ../nbs/05_resnet.ipynb #5f912936
 class ChannelsLastS(Subscriber):
     "Stores the model's 4-d weights and every batch's 4-d inputs channels-last (NHWC), the layout fast convolution kernels prefer."
     order = 91  # after the augmentations and normalization, which may hand back a new tensor
-    def before_fit(self, learn): learn.model.to(memory_format=torch.channels_last)  # in place: the optimizer keeps its parameters
+    def before_fit(self, learn):  # in place: the optimizer keeps its parameters; 5-d weights (Conv3d) keep their layout
+        learn.model._apply(lambda t: t.contiguous(memory_format=torch.channels_last) if t.dim() == 4 else t)
 
     def before_batch(self, learn):
         x = learn.batch[0]
@@ -406,8 +408,9 @@ class CompileS(Subscriber):
 
     def after_fit(self, learn): learn.__dict__.pop('predict', None)
 
-# %% ../nbs/05_resnet.ipynb #76b278ca
-_M_TRIM_THRESHOLD, _M_MMAP_MAX = -1, -4  # glibc's mallopt() parameter numbers (malloc.h)
+# %% ../nbs/05_resnet.ipynb #63e91361
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD, _M_MMAP_MAX = -1, -3, -4  # glibc's mallopt() parameter numbers (malloc.h)
+_MMAP_THRESHOLD_MAX = 4 * 1024 * 1024 * ctypes.sizeof(ctypes.c_long)  # the most glibc's adapting mmap threshold grows to: 32 MiB
 _INT_MAX = 2**31 - 1
 
 def _glibc():
@@ -423,7 +426,7 @@ def _env_int(name, default):
 
 class CPUAllocatorS(Subscriber):
     """For the length of the fit, glibc's malloc keeps freed memory for reuse (no `mmap`, no trimming), so big activation buffers
-    are not page-faulted and zeroed again every step; `after_fit` restores glibc's settings and returns free memory. No-op without glibc."""
+    are not page-faulted and zeroed again every step; `after_fit` lets glibc mmap and trim as its adapted defaults do, and returns free memory. No-op without glibc."""
     def __init__(self): self.active, self._libc = False, None
 
     def before_fit(self, learn):
@@ -435,8 +438,10 @@ class CPUAllocatorS(Subscriber):
 
     def after_fit(self, learn):
         if self._libc is None: return
+        # mallopt has switched glibc's adapting mmap threshold off for good: set the values it adapts to
         self._libc.mallopt(_M_MMAP_MAX, _env_int('MALLOC_MMAP_MAX_', 65536))
-        self._libc.mallopt(_M_TRIM_THRESHOLD, _env_int('MALLOC_TRIM_THRESHOLD_', 128 * 1024))
+        self._libc.mallopt(_M_MMAP_THRESHOLD, _env_int('MALLOC_MMAP_THRESHOLD_', _MMAP_THRESHOLD_MAX))
+        self._libc.mallopt(_M_TRIM_THRESHOLD, _env_int('MALLOC_TRIM_THRESHOLD_', 2 * _MMAP_THRESHOLD_MAX))
         self._libc.malloc_trim(0)  # the memory the fit kept goes back to the system
         self.active = False
 
