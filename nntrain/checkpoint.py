@@ -9,13 +9,14 @@ __all__ = ['CHECKPOINT_FORMAT', 'CHECKPOINT_FORMAT_VERSION', 'TEMP_SUFFIX', 'get
            'CheckpointS', 'HistoryS', 'CSVLoggerS', 'history_csv', 'plot_history', 'EarlyStoppingS', 'GradAccumS',
            'GradClipS']
 
-# %% ../nbs/06_checkpoint.ipynb #7258660b
+# %% ../nbs/06_checkpoint.ipynb #1d9f4159
 import csv
 import io
 import math
 import os
 import pickle
 import random
+import re
 import shutil
 import time
 import warnings
@@ -133,7 +134,7 @@ def _pid_alive(pid):
     except PermissionError: return True
     return True
 
-# %% ../nbs/06_checkpoint.ipynb #b68a5302
+# %% ../nbs/06_checkpoint.ipynb #ef4474ec
 class CheckpointError(ValueError):
     "A file that can't be used as an nntrain checkpoint, or a checkpoint that doesn't fit what it is loaded into."
 
@@ -149,9 +150,11 @@ def load_checkpoint(path, weights_only=True):
     try: ckpt = torch.load(path, map_location='cpu', weights_only=weights_only)
     except pickle.UnpicklingError as e:
         if weights_only and 'Unsupported global' in str(e):
-            raise CheckpointError(f"{path} holds Python objects that the safe loader refuses to run (a subscriber's state_dict "
-                                  "may return objects other than tensors and plain values). If you trust the file, load it "
-                                  "with weights_only=False.") from e
+            found = re.search(r'Unsupported global: GLOBAL (\S+)', str(e))
+            what = f' ({found[1]})' if found else ''  # name the culprit: it tells whose state_dict to fix
+            raise CheckpointError(f"{path} holds Python objects{what} that the safe loader refuses to run (a subscriber's "
+                                  "state_dict may return objects other than tensors and plain values). If you trust the file, "
+                                  "load it with weights_only=False.") from e
         raise CheckpointError(f"{path} is not a checkpoint: torch.load can't read it ({_first_line(e)}). Check that "
                               "the path names a file written by CheckpointS or save_checkpoint.") from e
     except Exception as e:
@@ -259,7 +262,7 @@ def _class_name(f):
     while isinstance(f, partial): f = f.func
     return f.__name__ if isinstance(f, type) else None
 
-# %% ../nbs/06_checkpoint.ipynb #4c3c4f02
+# %% ../nbs/06_checkpoint.ipynb #ccce7e26
 def _check_mode(mode):
     if mode not in ('min', 'max'): raise ValueError(f"mode must be 'min' (lower is better) or 'max' (higher is better), got {mode!r}.")
     return mode
@@ -277,7 +280,7 @@ def _check_monitor(learn, monitor, who):
 def _monitored(learn, monitor):
     "The value of `monitor` in MetricsS's row of the epoch that just ended."
     value = learn.metrics.rows[-1][monitor]
-    value = value.item() if isinstance(value, torch.Tensor) and value.numel() == 1 else value
+    if isinstance(value, (torch.Tensor, np.ndarray, np.generic)) and math.prod(value.shape) == 1: value = value.item()
     if not isinstance(value, (int, float)): raise TypeError(f"Can't monitor {monitor!r}: it is not a single number ({value!r}).")
     return float(value)
 
@@ -290,13 +293,14 @@ def _epoch_done(learn):
     if not getattr(learn, 'do_train', True): return False  # an evaluation-only fit changes nothing worth saving
     return not learn.training or not getattr(learn, 'do_valid', True)
 
-# %% ../nbs/06_checkpoint.ipynb #fe6bf1e9
+# %% ../nbs/06_checkpoint.ipynb #45252e1e
 class CheckpointS(Subscriber):
     "Saves `last.pt` in folder `path` every `every` epochs (and after the last), and `best.pt` when `monitor` improves."
     order = 50
     def __init__(self, path, every=1, monitor=None, mode='min', min_delta=0., last='last.pt', best='best.pt'):
         if isinstance(every, bool) or not isinstance(every, int) or every < 1:
             raise ValueError(f"every must be a whole number of epochs, 1 or more, got {every!r}.")
+        if min_delta < 0: raise ValueError(f"min_delta is how much better counts as better: 0 or more, got {min_delta}.")
         self.path, self.every, self.monitor, self.min_delta = Path(path), every, monitor, min_delta
         self.mode = _check_mode(mode)
         if self.path.exists() and not self.path.is_dir():
@@ -318,7 +322,7 @@ class CheckpointS(Subscriber):
             value = _monitored(learn, self.monitor)
             if _improved(value, self.best, self.mode, self.min_delta):
                 self.best, self.best_epoch, improved = value, learn.epoch, True
-        due = (learn.epoch + 1) % self.every == 0 or learn.epoch == learn.n_epochs - 1
+        due = (learn.epoch + 1) % self.every == 0 or _final_epoch(learn)
         if not (due or improved): return
         state = checkpoint_state(learn)  # after updating `best`, so the file knows it
         if due: atomic_save(state, self.last_path)
@@ -331,7 +335,11 @@ class CheckpointS(Subscriber):
 def _copy_file(src, f):
     with open(src, 'rb') as s: shutil.copyfileobj(s, f, 1 << 20)
 
-# %% ../nbs/06_checkpoint.ipynb #8c977be9
+def _final_epoch(learn):
+    "Whether the fit ends after this epoch: it is the last, or a subscriber (`EarlyStoppingS`) has decided to stop after it."
+    return learn.epoch == learn.n_epochs - 1 or any(getattr(s, 'stopped_epoch', None) == learn.epoch for s in learn.active_subs)
+
+# %% ../nbs/06_checkpoint.ipynb #0175b613
 class HistoryS(Subscriber):
     "One record per epoch in `learn.history` (MetricsS's train and valid numbers, lr, time), and every batch's lr in `lrs`."
     order = 2  # after MetricsS (0) and ProgressS (1), before the checkpoint
@@ -369,8 +377,9 @@ class HistoryS(Subscriber):
         return plot_history(self.records, self.lrs, **kwargs)
 
 def _plain(v):
-    "A metric as a plain Python value (tensors become numbers or lists)."
+    "A metric as a plain Python value (tensors and numpy values become numbers or lists), as the safe loader reads them."
     if isinstance(v, torch.Tensor): return v.item() if v.numel() == 1 else v.tolist()
+    if isinstance(v, (np.ndarray, np.generic)): return v.item() if v.size == 1 else v.tolist()
     return v
 
 def _ordered(rec):
@@ -457,7 +466,7 @@ class EarlyStoppingS(Subscriber):
     def state_dict(self): return {k: getattr(self, k) for k in ('best', 'best_epoch', 'wait', 'stopped_epoch')}
     def load_state_dict(self, state): self._loaded = dict(state)  # applied by the next before_fit
 
-# %% ../nbs/06_checkpoint.ipynb #d6784eab
+# %% ../nbs/06_checkpoint.ipynb #bfea16c2
 class GradAccumS(Subscriber):
     "Accumulates the gradients of `n_batches` batches and steps once: training with batches `n_batches` times larger."
     order = 40
@@ -495,9 +504,15 @@ class GradAccumS(Subscriber):
         self._count = self._samples = 0
 
     def after_epoch(self, learn):
-        if learn.training and self._count:  # an epoch of unknown length (or a cancelled one) left a group open
-            self._finish_group(learn)
-            learn.step(); learn.publish('after_step'); learn.zero_grad()
+        if not (learn.training and self._count): return  # an epoch of unknown length (or a cancelled one) left a group open
+        self._finish_group(learn)
+        subs = learn.active_subs
+        try:  # what the group's last batch skipped: the `after_backward` of the subscribers after this one (GradClipS), the step
+            for s in subs[subs.index(self) + 1:]:
+                if callable(getattr(s, 'after_backward', None)): s.after_backward(learn)
+            learn.step(); learn.publish('after_step')
+        except CancelBatchException: pass
+        learn.zero_grad()
 
     def state_dict(self): return {'group_size': self.group_size}
     def load_state_dict(self, state): self._loaded = dict(state)  # applied by the next before_fit
@@ -506,7 +521,7 @@ def _scale_grads(model, factor):
     grads = [p.grad for p in model.parameters() if p.grad is not None]
     if grads: torch._foreach_mul_(grads, factor)
 
-# %% ../nbs/06_checkpoint.ipynb #d222019a
+# %% ../nbs/06_checkpoint.ipynb #d1de2800
 class GradClipS(Subscriber):
     "Clips the gradients' total `norm_type` norm to `max_norm` before each optimizer step; the norm before clipping is `learn.grad_norm`."
     order = 45  # after GradAccumS: clip the accumulated gradient
@@ -515,4 +530,11 @@ class GradClipS(Subscriber):
         self.max_norm, self.norm_type = max_norm, norm_type
 
     def after_backward(self, learn):
+        scaler = _grad_scaler(learn)
+        if scaler is not None: scaler.unscale_(learn.opt)  # clip the true gradients, not the loss-scaled ones
         learn.grad_norm = torch.nn.utils.clip_grad_norm_(learn.model.parameters(), self.max_norm, self.norm_type)
+
+def _grad_scaler(learn):
+    "The enabled `GradScaler` a subscriber of this fit (such as `MixedPrecisionS`) keeps in its `scaler`, or None."
+    scalers = (getattr(s, 'scaler', None) for s in getattr(learn, 'active_subs', learn.subs))
+    return next((s for s in scalers if isinstance(s, torch.amp.GradScaler) and s.is_enabled()), None)
