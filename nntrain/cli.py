@@ -6,9 +6,10 @@
 __all__ = ['HUB_DATASET', 'OFFLINE_VARS', 'DEFAULTS', 'hub_reachable', 'load_parquet_folder', 'load_data', 'build_learner',
            'find_lr', 'plan_run', 'train', 'build_parser', 'main']
 
-# %% ../nbs/09_cli.ipynb #92626298
+# %% ../nbs/09_cli.ipynb #95e52d93
 import argparse
 import json
+import math
 import os
 import re
 import socket
@@ -121,18 +122,23 @@ def build_learner(dd, epochs, bs=RECIPE['bs'], lr=RECIPE['lr'], augment=True, fa
     if show_progress: subs.append(ProgressS())
     return Learner(resnet().apply(init_weights), dls, recipe_loss(), recipe_optimizer(), lr, subs)
 
-# %% ../nbs/09_cli.ipynb #01ad388d
+# %% ../nbs/09_cli.ipynb #3e5582cc
 def find_lr(learn, log=print):
     "Run `LRFindS` on `learn`'s model and data (no schedule, no augmentation) and return its suggested lr."
     keep = [s for s in learn.subs if isinstance(s, (DeviceS, NormalizationS))] + \
            [s for s in learn.subs if type(s).__name__ in ('MixedPrecisionS', 'ChannelsLastS')]
     finder = LRFindS()
-    Learner(learn.model, learn.dls, learn.loss_fn, learn.optim_class, 1e-6, keep + [finder]).fit(3, valid=False)
+    Learner(learn.model, learn.dls, learn.loss_fn, learn.optim_class, 1e-6, keep + [finder]).fit(
+        _finder_epochs(len(learn.dls.train), finder.mult), valid=False)
     if finder.suggestion is None: raise ValueError("The learning-rate finder recorded too few batches to suggest an lr.")
     log(f'lr finder: suggests {finder.suggestion:.2g} (searched {finder.lrs[0]:.1g} to {finder.lrs[-1]:.2g})')
     return finder.suggestion
 
-# %% ../nbs/09_cli.ipynb #78d522f7
+def _finder_epochs(n_batches, mult, start=1e-6, end=10.):
+    "Epochs enough for the lr to grow from `start` to `end` by `mult` a batch (at least 3): a small set has few batches an epoch."
+    return max(3, math.ceil(math.log(end / start) / math.log(mult) / max(1, n_batches)))
+
+# %% ../nbs/09_cli.ipynb #88b5a849
 DEFAULTS = dict(epochs=RECIPE['epochs'], bs=RECIPE['bs'], lr=RECIPE['lr'], augment=True, fast=True, seed=42)
 
 def plan_run(checkpoint=None, resume=False, **given):
@@ -142,18 +148,63 @@ def plan_run(checkpoint=None, resume=False, **given):
     last, plan_file = Path(checkpoint) / 'last.pt', Path(checkpoint) / 'run.json'
     if not last.exists() or not plan_file.exists():
         raise FileNotFoundError(f"--resume: there is no checkpointed run to resume in {checkpoint} (last.pt or run.json is missing).")
-    plan = {k: v for k, v in json.loads(plan_file.read_text()).items() if k in DEFAULTS}
+    plan = {k: v for k, v in _read_run(plan_file).items() if k in DEFAULTS}
     clash = [f'{k}={given[k]} (the run has {plan[k]})' for k in plan if given.get(k) is not None and given[k] != plan[k]]
     if clash: raise ValueError(f"--resume continues the run in {checkpoint} as it was planned; these settings differ: {', '.join(clash)}.")
     return plan, last
 
-# %% ../nbs/09_cli.ipynb #7869f754
+def _read_run(plan_file):
+    "The dict in `run.json`, or an error that names the file."
+    try: run = json.loads(Path(plan_file).read_text())
+    except ValueError as e: run = e
+    if not isinstance(run, dict):
+        raise ValueError(f"--resume: {plan_file} is not the plan of an nntrain run ({run}); it is written by a run "
+                         "with --checkpoint: start the run afresh, without --resume.")
+    return run
+
+def _data_arg(data):
+    "`data` as run.json records it: a local path made absolute (so that a resume from another folder finds it), else as given."
+    if data is None: return None
+    path = Path(data).expanduser()
+    return str(path.resolve()) if path.exists() else str(data)
+
+def _resumed_data(checkpoint, data):
+    "`(data, source)` of the run checkpointed in `checkpoint`: a resumed run trains on the data the run trained on."
+    run = _read_run(Path(checkpoint) / 'run.json')
+    if 'data' not in run: return data, None  # a plan written before run.json recorded the data
+    if data is not None and _data_arg(data) != run['data']:
+        raise ValueError(f"--resume continues the run in {checkpoint} on its own data, {run.get('source', run['data'])}, "
+                         f"not --data {data}: leave --data out.")
+    return run['data'], run.get('source')
+
+def _check_outputs(checkpoint, metrics_json, plot):
+    "Before training: refuse output paths that can't be written, and return `plot` with the suffix it will be saved with."
+    if checkpoint and Path(checkpoint).exists() and not Path(checkpoint).is_dir():
+        raise ValueError(f"--checkpoint {checkpoint} is a file: give a folder to save the checkpoints in (it is created if missing).")
+    for opt, f, example in (('--metrics-json', metrics_json, 'metrics.json'), ('--plot', plot, 'curves.png')):
+        if f and Path(f).is_dir(): raise ValueError(f"{opt} {f} is a folder: give a file name, e.g. {Path(f) / example}.")
+    if not plot: return plot
+    from matplotlib.backend_bases import FigureCanvasBase
+    plot = Path(plot) if Path(plot).suffix else Path(plot).with_name(Path(plot).name + '.png')  # matplotlib's default
+    formats = FigureCanvasBase.get_supported_filetypes()
+    if plot.suffix[1:].lower() not in formats:
+        raise ValueError(f"--plot {plot}: can't save a plot as {plot.suffix}: use one of {', '.join('.' + k for k in formats)}.")
+    return plot
+
+# %% ../nbs/09_cli.ipynb #a43ad52a
 def train(data=None, epochs=None, bs=None, lr=None, lr_find=False, augment=None, fast=None, checkpoint=None,
           resume=False, metrics_json=None, plot=None, seed=None, show_progress=True, extra_subs=(), log=print):
     "Train the recipe on Fashion-MNIST (settings left None take `DEFAULTS`) and return the final metrics, epochs and wall seconds."
     t0 = time.perf_counter()
+    if lr_find and lr is not None: raise ValueError("--lr-find picks the lr itself: give --lr or --lr-find, not both.")
+    plot = _check_outputs(checkpoint, metrics_json, plot)
     plan, resume_from = plan_run(checkpoint, resume, epochs=epochs, bs=bs, lr=lr, augment=augment, fast=fast, seed=seed)
+    run_source = None
+    if resume_from: data, run_source = _resumed_data(checkpoint, data)
     dd, source = load_data(data, log=log)
+    if run_source is not None and data is None and source != run_source:
+        raise ValueError(f"--resume: the run in {checkpoint} trained on {run_source}, but here the data is {source}: "
+                         "resume it where that data can be loaded.")
     set_seed(plan['seed'])
     if lr_find and not resume_from:
         plan['lr'] = find_lr(build_learner(dd, **_recipe(plan), show_progress=False), log=log)
@@ -163,7 +214,7 @@ def train(data=None, epochs=None, bs=None, lr=None, lr_find=False, augment=None,
     if checkpoint:
         subs.append(CheckpointS(checkpoint, monitor='accuracy', mode='max'))
         Path(checkpoint).mkdir(parents=True, exist_ok=True)
-        (Path(checkpoint) / 'run.json').write_text(json.dumps(plan, indent=2) + '\n')
+        (Path(checkpoint) / 'run.json').write_text(json.dumps({**plan, 'data': _data_arg(data), 'source': source}, indent=2) + '\n')
     learn = build_learner(dd, **_recipe(plan), show_progress=show_progress, extra_subs=subs)
     learn.fit(plan['epochs'], resume_from=resume_from)
     result = {'data': source, **plan, 'resumed_from': str(resume_from) if resume_from else None,
@@ -171,7 +222,9 @@ def train(data=None, epochs=None, bs=None, lr=None, lr_find=False, augment=None,
               'train': _last(learn.history, 'train_'), 'valid': _last(learn.history, 'valid_')}
     plot = plot or (Path(checkpoint) / 'training_curves.png' if checkpoint else None)
     if plot: result['plot'] = str(_save_plot(history, plot))
-    if metrics_json: Path(metrics_json).write_text(json.dumps(result, indent=2) + '\n')
+    if metrics_json:
+        Path(metrics_json).parent.mkdir(parents=True, exist_ok=True)
+        Path(metrics_json).write_text(json.dumps(result, indent=2) + '\n')
     return result
 
 def _recipe(plan): return {k: plan[k] for k in ('epochs', 'bs', 'lr', 'augment', 'fast')}
@@ -188,7 +241,7 @@ def _save_plot(history, path):
     fig.savefig(path, dpi=100, bbox_inches='tight'); plt.close(fig)
     return path
 
-# %% ../nbs/09_cli.ipynb #a4b6b44a
+# %% ../nbs/09_cli.ipynb #6bb131d9
 def build_parser():
     "The argument parser of the `nntrain` command."
     p = argparse.ArgumentParser(prog='nntrain', description='nntrain: a small, fast, hackable PyTorch training library.')
@@ -208,7 +261,7 @@ def build_parser():
     o.add_argument('--no-augment', dest='augment', action='store_const', const=False, help='train without batch augmentation')
     o.add_argument('--no-fast', dest='fast', action='store_const', const=False,
                    help='train in float32, without bf16 autocast, channels-last and CPUAllocatorS')
-    o.add_argument('--seed', type=int, help=f"random seed (default: {DEFAULTS['seed']})")
+    o.add_argument('--seed', type=_nonnegative_int, help=f"random seed (default: {DEFAULTS['seed']})")
     s = t.add_argument_group('saving')
     s.add_argument('--checkpoint', metavar='DIR', help='save last.pt and best.pt (by validation accuracy) into DIR after '
                                                        'every epoch, and the training curves as DIR/training_curves.png')
@@ -220,6 +273,11 @@ def build_parser():
 def _positive_int(s):
     v = int(s)
     if v < 1: raise argparse.ArgumentTypeError(f'must be 1 or more, got {s}')
+    return v
+
+def _nonnegative_int(s):
+    v = int(s)
+    if v < 0: raise argparse.ArgumentTypeError(f'must be 0 or more, got {s}')
     return v
 
 def _positive_float(s):
@@ -234,7 +292,7 @@ def main(argv=None):
         try:
             res = train(args.data, args.epochs, args.bs, args.lr, args.lr_find, args.augment, args.fast, args.checkpoint,
                         args.resume, args.metrics_json, args.plot, args.seed)
-        except (FileNotFoundError, ValueError) as e:
+        except (OSError, ValueError) as e:
             print(f'nntrain: error: {e}', file=sys.stderr)
             return 2
         print(f"done in {res['wall_seconds']:.1f}s: valid accuracy {res['valid']['accuracy']:.4f}, loss {res['valid']['loss']:.4f}"

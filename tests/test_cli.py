@@ -77,3 +77,23 @@ def test_malformed_data_is_a_clear_error(tmp_path):
 def test_bad_arguments_are_refused(args):
     r = run_cli(*args)
     assert r.returncode == 2 and 'error' in r.stderr
+
+def test_resume_uses_the_runs_own_data(tmp_path, small_idx):
+    "`--resume --checkpoint DIR` alone resumes on the data the run trained on, not on the default data."
+    ck, out = tmp_path / 'ck', tmp_path / 'm.json'
+    r = run_cli('train', '--data', str(small_idx), '--epochs', '1', '--no-augment', '--checkpoint', str(ck))
+    assert r.returncode == 0, r.stderr
+    r = run_cli('train', '--resume', '--checkpoint', str(ck), '--metrics-json', str(out))
+    assert r.returncode == 0, r.stderr
+    assert f'idx files in {small_idx}' in r.stdout and 'bundled sample' not in r.stdout
+    assert json.loads(out.read_text())['data'] == f'idx files in {small_idx}'
+    r = run_cli('train', '--resume', '--checkpoint', str(ck), '--data', str(SAMPLE))
+    assert r.returncode == 2 and 'on its own data' in r.stderr and 'Traceback' not in r.stderr
+
+@pytest.mark.parametrize('opt', ['--checkpoint', '--metrics-json', '--plot'])
+def test_unwritable_output_paths_are_clear_errors(tmp_path, opt):
+    "A file where a folder is expected, or a folder where a file is: refused at once, with no traceback."
+    (tmp_path / 'afile').write_text('x')
+    r = run_cli('train', '--epochs', '1', opt, str(tmp_path / 'afile' if opt == '--checkpoint' else tmp_path))
+    assert r.returncode == 2 and 'nntrain: error:' in r.stderr and 'Traceback' not in r.stderr
+    assert 'data:' not in r.stdout  # before any data is loaded
