@@ -262,7 +262,7 @@ def _class_name(f):
     while isinstance(f, partial): f = f.func
     return f.__name__ if isinstance(f, type) else None
 
-# %% ../nbs/06_checkpoint.ipynb #ccce7e26
+# %% ../nbs/06_checkpoint.ipynb #4dc9c3c3
 def _check_mode(mode):
     if mode not in ('min', 'max'): raise ValueError(f"mode must be 'min' (lower is better) or 'max' (higher is better), got {mode!r}.")
     return mode
@@ -277,9 +277,18 @@ def _check_monitor(learn, monitor, who):
         raise ValueError(f"{who} monitors {monitor!r}, but MetricsS logs {names}: pass one of them as monitor (a metric's "
                          "name is the keyword it was given to MetricsS, e.g. MetricsS(accuracy=...)).")
 
+def _epoch_row(learn):
+    "MetricsS's row of the epoch that just ended, or None if it logged none (a subscriber cancelled the epoch before a batch)."
+    metrics = getattr(learn, 'metrics', None)
+    row = metrics.rows[-1] if metrics is not None and metrics.rows else None
+    mode = 'train' if learn.training else 'eval'
+    return row if row is not None and row['epoch'] == learn.epoch and row['mode'] == mode else None
+
 def _monitored(learn, monitor):
-    "The value of `monitor` in MetricsS's row of the epoch that just ended."
-    value = learn.metrics.rows[-1][monitor]
+    "The value of `monitor` in MetricsS's row of the epoch that just ended; None if the epoch logged no row."
+    row = _epoch_row(learn)
+    if row is None: return None
+    value = row[monitor]
     if isinstance(value, (torch.Tensor, np.ndarray, np.generic)) and math.prod(value.shape) == 1: value = value.item()
     if not isinstance(value, (int, float)): raise TypeError(f"Can't monitor {monitor!r}: it is not a single number ({value!r}).")
     return float(value)
@@ -293,7 +302,7 @@ def _epoch_done(learn):
     if not getattr(learn, 'do_train', True): return False  # an evaluation-only fit changes nothing worth saving
     return not learn.training or not getattr(learn, 'do_valid', True)
 
-# %% ../nbs/06_checkpoint.ipynb #45252e1e
+# %% ../nbs/06_checkpoint.ipynb #5b118d0a
 class CheckpointS(Subscriber):
     "Saves `last.pt` in folder `path` every `every` epochs (and after the last), and `best.pt` when `monitor` improves."
     order = 50
@@ -320,7 +329,7 @@ class CheckpointS(Subscriber):
         improved = False
         if self.monitor is not None:
             value = _monitored(learn, self.monitor)
-            if _improved(value, self.best, self.mode, self.min_delta):
+            if value is not None and _improved(value, self.best, self.mode, self.min_delta):
                 self.best, self.best_epoch, improved = value, learn.epoch, True
         due = (learn.epoch + 1) % self.every == 0 or _final_epoch(learn)
         if not (due or improved): return
@@ -339,7 +348,7 @@ def _final_epoch(learn):
     "Whether the fit ends after this epoch: it is the last, or a subscriber (`EarlyStoppingS`) has decided to stop after it."
     return learn.epoch == learn.n_epochs - 1 or any(getattr(s, 'stopped_epoch', None) == learn.epoch for s in learn.active_subs)
 
-# %% ../nbs/06_checkpoint.ipynb #0175b613
+# %% ../nbs/06_checkpoint.ipynb #aaf40f3a
 class HistoryS(Subscriber):
     "One record per epoch in `learn.history` (MetricsS's train and valid numbers, lr, time), and every batch's lr in `lrs`."
     order = 2  # after MetricsS (0) and ProgressS (1), before the checkpoint
@@ -361,9 +370,8 @@ class HistoryS(Subscriber):
         rec = self.records[-1] if self.records and self.records[-1]['epoch'] == learn.epoch else None
         if rec is None: rec = {'epoch': learn.epoch}; self.records.append(rec)
         prefix = 'train_' if learn.training else 'valid_'
-        metrics = getattr(learn, 'metrics', None)
-        row = metrics.rows[-1] if metrics is not None and metrics.rows else None
-        if row is not None and row['epoch'] == learn.epoch and row['mode'] == ('train' if learn.training else 'eval'):
+        row = _epoch_row(learn)
+        if row is not None:
             rec.update({prefix + k: _plain(v) for k, v in row.items() if k not in ('epoch', 'mode')})
         if learn.training and len(self.lrs) > self._first_batch: rec['lr'] = self.lrs[-1]
         rec['time'] = time.perf_counter() - self._t0
@@ -434,7 +442,7 @@ def plot_history(records, lrs=None, figsize=None):
     plt.tight_layout()
     return axs[0]
 
-# %% ../nbs/06_checkpoint.ipynb #19f0c999
+# %% ../nbs/06_checkpoint.ipynb #88b0edba
 class EarlyStoppingS(Subscriber):
     "Ends the fit when `monitor` (a column of MetricsS's validation row) hasn't improved by `min_delta` for `patience` epochs."
     order = 10  # after MetricsS, before CheckpointS
@@ -456,6 +464,7 @@ class EarlyStoppingS(Subscriber):
     def after_epoch(self, learn):
         if not _epoch_done(learn) or self.stopped_epoch is not None: return
         value = _monitored(learn, self.monitor)
+        if value is None: return  # the epoch logged no row (its validation was skipped): nothing to judge, no patience spent
         if _improved(value, self.best, self.mode, self.min_delta): self.best, self.best_epoch, self.wait = value, learn.epoch, 0
         else: self.wait += 1
         if self.wait >= self.patience:
