@@ -138,12 +138,16 @@ def _finder_epochs(n_batches, mult, start=1e-6, end=10.):
     "Epochs enough for the lr to grow from `start` to `end` by `mult` a batch (at least 3): a small set has few batches an epoch."
     return max(3, math.ceil(math.log(end / start) / math.log(mult) / max(1, n_batches)))
 
-# %% ../nbs/09_cli.ipynb #88b5a849
+# %% ../nbs/09_cli.ipynb #7331a5a3
 DEFAULTS = dict(epochs=RECIPE['epochs'], bs=RECIPE['bs'], lr=RECIPE['lr'], augment=True, fast=True, seed=42)
 
 def plan_run(checkpoint=None, resume=False, **given):
     "The run's settings: `given` (None = not given) over `DEFAULTS`, or, when resuming, the checkpointed run's plan."
-    if not resume: return {k: v if given.get(k) is None else given[k] for k, v in DEFAULTS.items()}, None
+    if not resume:
+        held = [f for f in ('last.pt', 'best.pt', 'run.json') if checkpoint is not None and (Path(checkpoint) / f).exists()]
+        if held: raise FileExistsError(f"--checkpoint {checkpoint} already holds a run ({', '.join(held)}), which a new run would "
+                                       "overwrite: continue it with --resume, or give a new folder (or delete this one) to start afresh.")
+        return {k: v if given.get(k) is None else given[k] for k, v in DEFAULTS.items()}, None
     if checkpoint is None: raise ValueError("--resume needs --checkpoint DIR: the folder the stopped run saved its checkpoints in.")
     last, plan_file = Path(checkpoint) / 'last.pt', Path(checkpoint) / 'run.json'
     if not last.exists() or not plan_file.exists():
@@ -241,7 +245,7 @@ def _save_plot(history, path):
     fig.savefig(path, dpi=100, bbox_inches='tight'); plt.close(fig)
     return path
 
-# %% ../nbs/09_cli.ipynb #6bb131d9
+# %% ../nbs/09_cli.ipynb #bfa3970b
 def build_parser():
     "The argument parser of the `nntrain` command."
     p = argparse.ArgumentParser(prog='nntrain', description='nntrain: a small, fast, hackable PyTorch training library.')
@@ -264,7 +268,8 @@ def build_parser():
     o.add_argument('--seed', type=_nonnegative_int, help=f"random seed (default: {DEFAULTS['seed']})")
     s = t.add_argument_group('saving')
     s.add_argument('--checkpoint', metavar='DIR', help='save last.pt and best.pt (by validation accuracy) into DIR after '
-                                                       'every epoch, and the training curves as DIR/training_curves.png')
+                                                       'every epoch, and the training curves as DIR/training_curves.png '
+                                                       '(or as --plot FILE)')
     s.add_argument('--resume', action='store_true', help='continue the run checkpointed in --checkpoint DIR, as it was planned')
     s.add_argument('--metrics-json', metavar='FILE', help='write the final metrics, epochs and wall seconds to FILE as JSON')
     s.add_argument('--plot', metavar='FILE', help='save the training curves (loss, accuracy, lr) to FILE (.png)')
