@@ -245,7 +245,7 @@ def _save_plot(history, path):
     fig.savefig(path, dpi=100, bbox_inches='tight'); plt.close(fig)
     return path
 
-# %% ../nbs/09_cli.ipynb #bfa3970b
+# %% ../nbs/09_cli.ipynb #bb0166b5
 def build_parser():
     "The argument parser of the `nntrain` command."
     p = argparse.ArgumentParser(prog='nntrain', description='nntrain: a small, fast, hackable PyTorch training library.')
@@ -258,14 +258,14 @@ def build_parser():
     d.add_argument('--data', metavar='PATH', help='a folder of Fashion-MNIST/MNIST idx files or of train/test parquet files, '
                                                   'or a Hub dataset id (OWNER/NAME)')
     o = t.add_argument_group('training')
-    o.add_argument('--epochs', type=_positive_int, help=f"number of epochs (default: {DEFAULTS['epochs']})")
-    o.add_argument('--bs', type=_positive_int, help=f"batch size (default: {DEFAULTS['bs']})")
+    o.add_argument('--epochs', type=_int_at_least(1), help=f"number of epochs (default: {DEFAULTS['epochs']})")
+    o.add_argument('--bs', type=_int_at_least(1), help=f"batch size (default: {DEFAULTS['bs']})")
     o.add_argument('--lr', type=_positive_float, help=f"peak learning rate of the one-cycle schedule (default: {DEFAULTS['lr']})")
     o.add_argument('--lr-find', action='store_true', help='run the learning-rate finder first and use its suggestion')
     o.add_argument('--no-augment', dest='augment', action='store_const', const=False, help='train without batch augmentation')
     o.add_argument('--no-fast', dest='fast', action='store_const', const=False,
                    help='train in float32, without bf16 autocast, channels-last and CPUAllocatorS')
-    o.add_argument('--seed', type=_nonnegative_int, help=f"random seed (default: {DEFAULTS['seed']})")
+    o.add_argument('--seed', type=_int_at_least(0), help=f"random seed (default: {DEFAULTS['seed']})")
     s = t.add_argument_group('saving')
     s.add_argument('--checkpoint', metavar='DIR', help='save last.pt and best.pt (by validation accuracy) into DIR after '
                                                        'every epoch, and the training curves as DIR/training_curves.png '
@@ -275,15 +275,14 @@ def build_parser():
     s.add_argument('--plot', metavar='FILE', help='save the training curves (loss, accuracy, lr) to FILE (.png)')
     return p
 
-def _positive_int(s):
-    v = int(s)
-    if v < 1: raise argparse.ArgumentTypeError(f'must be 1 or more, got {s}')
-    return v
-
-def _nonnegative_int(s):
-    v = int(s)
-    if v < 0: raise argparse.ArgumentTypeError(f'must be 0 or more, got {s}')
-    return v
+def _int_at_least(lowest):
+    "An argparse type: a whole number, `lowest` or more."
+    def int_(s):
+        v = int(s)
+        if v < lowest: raise argparse.ArgumentTypeError(f'must be {lowest} or more, got {s}')
+        return v
+    int_.__name__ = 'int'  # argparse names the type in its message: "invalid int value: 'x'"
+    return int_
 
 def _positive_float(s):
     v = float(s)
