@@ -134,7 +134,7 @@ def _pid_alive(pid):
     except PermissionError: return True
     return True
 
-# %% ../nbs/06_checkpoint.ipynb #ef4474ec
+# %% ../nbs/06_checkpoint.ipynb #70b275db
 class CheckpointError(ValueError):
     "A file that can't be used as an nntrain checkpoint, or a checkpoint that doesn't fit what it is loaded into."
 
@@ -154,7 +154,7 @@ def load_checkpoint(path, weights_only=True):
             what = f' ({found[1]})' if found else ''  # name the culprit: it tells whose state_dict to fix
             raise CheckpointError(f"{path} holds Python objects{what} that the safe loader refuses to run (a subscriber's "
                                   "state_dict may return objects other than tensors and plain values). If you trust the file, "
-                                  "load it with weights_only=False.") from e
+                                  "load it with weights_only=False (fit(..., resume_from=path, weights_only=False) to resume).") from e
         raise CheckpointError(f"{path} is not a checkpoint: torch.load can't read it ({_first_line(e)}). Check that "
                               "the path names a file written by CheckpointS or save_checkpoint.") from e
     except Exception as e:

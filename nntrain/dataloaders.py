@@ -310,7 +310,7 @@ class InMemoryLoader:
         return (f"{type(self).__name__}(n={self.n}, batch_size={self.batch_size}, shuffle={self.shuffle}, "
                 f"drop_last={self.drop_last}, device={self.device})")
 
-# %% ../nbs/01_dataloaders.ipynb #80953c26
+# %% ../nbs/01_dataloaders.ipynb #b55cfbe0
 class DataLoaders:
     "A training and a validation loader: any two iterables of batches, as attributes `train` and `valid`."
     def __init__(self, train, valid): self.train, self.valid = train, valid
@@ -318,21 +318,21 @@ class DataLoaders:
     def __repr__(self): return f"{type(self).__name__}(train={self.train!r}, valid={self.valid!r})"
 
     @classmethod
-    def from_dsets(cls, train_ds, valid_ds, batch_size, drop_last=False, **kwargs):
-        "Torch `DataLoader`s for torch datasets: `train_ds` shuffled (`drop_last`: without its short last batch), `valid_ds` in order, whole, with twice the batch size; `kwargs` go to `DataLoader`."
-        return cls(DataLoader(train_ds, batch_size, shuffle=True, drop_last=drop_last, **kwargs),
+    def from_dsets(cls, train_ds, valid_ds, batch_size, drop_last=False, shuffle=True, **kwargs):
+        "Torch `DataLoader`s for torch datasets: `train_ds` shuffled unless `shuffle=False` (`drop_last`: without its short last batch), `valid_ds` in order, whole, with twice the batch size; `kwargs` go to `DataLoader`."
+        return cls(DataLoader(train_ds, batch_size, shuffle=shuffle, drop_last=drop_last, **kwargs),
                    DataLoader(valid_ds, batch_size * 2, shuffle=False, **kwargs))
 
     @classmethod
     def from_hf_dd(cls, dd, batch_size, collate_fn=hf_ds_collate_fn, in_memory=False, flatten=None, device=None, drop_last=False,
-                   **kwargs):
-        "Loaders for DatasetDict `dd`'s 'train' split (shuffled; `drop_last`: without its short last batch) and its 'validation'/'valid'/'test' split (whole, twice the batch size); `in_memory=True` for the fast path (on `device`); `kwargs` go to torch's `DataLoader`."
+                   shuffle=True, **kwargs):
+        "Loaders for DatasetDict `dd`'s 'train' split (shuffled unless `shuffle=False`; `drop_last`: without its short last batch) and its 'validation'/'valid'/'test' split (whole, twice the batch size); `in_memory=True` for the fast path (on `device`); `kwargs` go to torch's `DataLoader`."
         train, valid = _pick_splits(dd)
         if in_memory:
             if kwargs: raise TypeError(f"in_memory=True loaders take no DataLoader options {sorted(kwargs)}; "
                                        "drop them, or use in_memory=False")
             flatten = _collate_flatten(collate_fn) if flatten is None else flatten
-            return cls(InMemoryLoader.from_hf_ds(train, batch_size, shuffle=True, drop_last=drop_last, flatten=flatten, device=device),
+            return cls(InMemoryLoader.from_hf_ds(train, batch_size, shuffle=shuffle, drop_last=drop_last, flatten=flatten, device=device),
                        InMemoryLoader.from_hf_ds(valid, batch_size * 2, shuffle=False, flatten=flatten, device=device))
         if device is not None:
             raise ValueError("device= needs in_memory=True (torch's DataLoader yields CPU batches: move them in the training loop)")
@@ -340,4 +340,4 @@ class DataLoaders:
             if not _is_hf_collate(collate_fn):
                 raise ValueError(f"flatten= can only be passed on to hf_ds_collate_fn, not {collate_fn!r}: shape images in your collate_fn")
             collate_fn = functools.partial(collate_fn, flatten=flatten)
-        return cls.from_dsets(train, valid, batch_size, drop_last=drop_last, collate_fn=collate_fn, **kwargs)
+        return cls.from_dsets(train, valid, batch_size, drop_last=drop_last, shuffle=shuffle, collate_fn=collate_fn, **kwargs)

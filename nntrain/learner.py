@@ -7,8 +7,10 @@ __all__ = ['EVENTS', 'device', 'CancelFitException', 'CancelEpochException', 'Ca
            'Subscriber', 'check_subs', 'Learner', 'MetricsS', 'default_device', 'to_device', 'DeviceS', 'ProgressS',
            'LRFindS', 'MomentumLearner']
 
-# %% ../nbs/02_learner.ipynb #bda4a3a7
+# %% ../nbs/02_learner.ipynb #f6c0db17
 import math
+import numbers
+import operator
 import sys
 import time
 from copy import deepcopy
@@ -63,7 +65,7 @@ def check_subs(subs):
                             f"one of the event methods {', '.join(EVENTS)}.")
     return subs
 
-# %% ../nbs/02_learner.ipynb #f3796bbd
+# %% ../nbs/02_learner.ipynb #0f115857
 class Learner:
     "Trains `model` on `dls` with `loss_fn` and `optim_class(params, lr)`, publishing events to `subs`."
     def __init__(self, model, dls, loss_fn=F.cross_entropy, optim_class=torch.optim.SGD, lr=0.1, subs=(),
@@ -78,16 +80,17 @@ class Learner:
         "Whether the current epoch trains (the model is in train mode)."
         return self.model.training
 
-    def fit(self, n_epochs=1, train=True, valid=True, subs=(), lr=None, resume_from=None):
-        "Train for `n_epochs`; `subs` are added for this fit only, `lr` overrides the learner's lr for it, `resume_from` (a checkpoint file) continues a stopped run up to `n_epochs` in total."
+    def fit(self, n_epochs=1, train=True, valid=True, subs=(), lr=None, resume_from=None, weights_only=True):
+        "Train for `n_epochs`; `subs` are added for this fit only, `lr` overrides the learner's lr for it, `resume_from` (a checkpoint file) continues a stopped run up to `n_epochs` in total (`weights_only=False` reads one holding Python objects: only for files you trust)."
         self._check_fit_args(n_epochs, train, valid)
         fit_subs = check_subs(subs)
         self._build_dispatch(self.subs + fit_subs)
         resume = None
         if resume_from is not None:
             from nntrain.checkpoint import Resume  # imported here: nntrain.checkpoint builds on this module
-            resume = Resume(self, resume_from, n_epochs)  # checks the file; loads the weights and subscribers' states
+            resume = Resume(self, resume_from, n_epochs, weights_only)  # checks the file; loads the weights and subscribers' states
         start = 0 if resume is None else resume.start_epoch
+        n_epochs = operator.index(n_epochs)  # a numpy integer becomes an int
         self.n_epochs, self.epochs = n_epochs, range(start, n_epochs)  # known before `before_fit` wraps it
         self.do_train, self.do_valid = train, valid
         self._pending_checks = []  # GPU loss checks waiting for one sync (see `_check_loss_finite`)
@@ -114,10 +117,10 @@ class Learner:
         "Call `event` on every subscriber of the current fit that handles it, in `order`."
         for handler in self._handlers[event]: handler(self)
 
-# %% ../nbs/02_learner.ipynb #2d46cee3
+# %% ../nbs/02_learner.ipynb #ab95dcfa
 def _check_fit_args(self, n_epochs, train, valid):
-    if isinstance(n_epochs, bool) or not isinstance(n_epochs, int):
-        raise TypeError(f"n_epochs must be an int, got {n_epochs!r}.")
+    if isinstance(n_epochs, bool) or not isinstance(n_epochs, numbers.Integral):
+        raise TypeError(f"n_epochs must be an int (a whole number), got {n_epochs!r}.")
     if n_epochs < 0: raise ValueError(f"n_epochs must be 0 or more, got {n_epochs}.")
     for name, wanted in (('train', train), ('valid', valid)):
         if wanted and getattr(self.dls, name, None) is None:
@@ -273,7 +276,7 @@ class MetricsS(Subscriber):
 
 def _fmt(v): return f'{v:.3f}' if isinstance(v, float) else str(v)
 
-# %% ../nbs/02_learner.ipynb #03b1742a
+# %% ../nbs/02_learner.ipynb #29f87608
 def default_device():
     "CUDA if available, else Apple's MPS if available, else the CPU."
     if torch.cuda.is_available(): return torch.device('cuda')
@@ -286,6 +289,7 @@ def to_device(x, device=device):
     "Move a tensor, or the tensors in a (nested) list, tuple or dict, to `device`."
     if isinstance(x, torch.Tensor): return x.to(device, non_blocking=True)
     if isinstance(x, dict): return {k: to_device(v, device) for k, v in x.items()}
+    if isinstance(x, tuple) and hasattr(x, '_fields'): return type(x)(*(to_device(o, device) for o in x))  # a namedtuple
     if isinstance(x, (list, tuple)): return type(x)(to_device(o, device) for o in x)
     return x
 

@@ -315,7 +315,7 @@ class CutMixS(_MixS):
         box = _random_boxes(n, h, w, 1 - lam, torch.zeros_like(lam), x.device, torch.floor) & (lam < 1)[:, None, None]
         return torch.where(_per_sample_view(box, x), x2, x), 1 - box.flatten(1).float().mean(1)  # area after rounding
 
-# %% ../nbs/05_resnet.ipynb #1d4c1d26
+# %% ../nbs/05_resnet.ipynb #98de0aac
 def _arm_cpu_features():
     "The feature flags of an Arm CPU as Linux lists them in /proc/cpuinfo (empty where there is no such file)."
     try:
@@ -360,9 +360,14 @@ class MixedPrecisionS(Subscriber):
         self.scaler = torch.amp.GradScaler(self.device_type) if use_scaler else None
         if self.scaler is not None and self._loaded: self.scaler.load_state_dict(self._loaded)  # a resumed run's loss scale
         self._loaded = None
+        self._replaced = {}  # the methods this fit replaced, and what the learner had before
         if self.scaler is not None:  # the scaled loss goes backward, and the scaler skips steps with inf/nan gradients
-            learn.backward = lambda: self.scaler.scale(learn.loss).backward()
-            learn.step = lambda: (self.scaler.step(learn.opt), self.scaler.update())
+            self._replace(learn, 'backward', lambda: self.scaler.scale(learn.loss).backward())
+            self._replace(learn, 'step', lambda: (self.scaler.step(learn.opt), self.scaler.update()))
+
+    def _replace(self, learn, name, method):
+        self._replaced[name] = method, learn.__dict__.get(name)
+        setattr(learn, name, method)
 
     def before_batch(self, learn):
         self._exit()
@@ -378,7 +383,11 @@ class MixedPrecisionS(Subscriber):
 
     def after_fit(self, learn):
         self._exit()
-        for name in ('backward', 'step'): learn.__dict__.pop(name, None)  # the Learner's own methods again
+        for name, (ours, before) in getattr(self, '_replaced', {}).items():  # give back what we replaced, if still ours
+            if learn.__dict__.get(name) is not ours: continue
+            if before is None: del learn.__dict__[name]  # the Learner's own method again
+            else: setattr(learn, name, before)
+        self._replaced = {}
 
     def state_dict(self): return {'scaler': self.scaler.state_dict() if self.scaler is not None else None}
     def load_state_dict(self, state): self._loaded = state['scaler']  # applied by the next before_fit
