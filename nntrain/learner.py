@@ -65,7 +65,7 @@ def check_subs(subs):
                             f"one of the event methods {', '.join(EVENTS)}.")
     return subs
 
-# %% ../nbs/02_learner.ipynb #0f115857
+# %% ../nbs/02_learner.ipynb #02bf99d6
 class Learner:
     "Trains `model` on `dls` with `loss_fn` and `optim_class(params, lr)`, publishing events to `subs`."
     def __init__(self, model, dls, loss_fn=F.cross_entropy, optim_class=torch.optim.SGD, lr=0.1, subs=(),
@@ -83,6 +83,7 @@ class Learner:
     def fit(self, n_epochs=1, train=True, valid=True, subs=(), lr=None, resume_from=None, weights_only=True):
         "Train for `n_epochs`; `subs` are added for this fit only, `lr` overrides the learner's lr for it, `resume_from` (a checkpoint file) continues a stopped run up to `n_epochs` in total (`weights_only=False` reads one holding Python objects: only for files you trust)."
         self._check_fit_args(n_epochs, train, valid)
+        n_epochs = operator.index(n_epochs)  # a numpy integer becomes an int
         fit_subs = check_subs(subs)
         self._build_dispatch(self.subs + fit_subs)
         resume = None
@@ -90,7 +91,6 @@ class Learner:
             from nntrain.checkpoint import Resume  # imported here: nntrain.checkpoint builds on this module
             resume = Resume(self, resume_from, n_epochs, weights_only)  # checks the file; loads the weights and subscribers' states
         start = 0 if resume is None else resume.start_epoch
-        n_epochs = operator.index(n_epochs)  # a numpy integer becomes an int
         self.n_epochs, self.epochs = n_epochs, range(start, n_epochs)  # known before `before_fit` wraps it
         self.do_train, self.do_valid = train, valid
         self._pending_checks = []  # GPU loss checks waiting for one sync (see `_check_loss_finite`)
