@@ -76,9 +76,13 @@ def stateful_subs(subs):
         out[key] = s
     return out
 
-# %% ../nbs/06_checkpoint.ipynb #258db71a
+# %% ../nbs/06_checkpoint.ipynb #383329d8
 CHECKPOINT_FORMAT = 'nntrain-checkpoint'
 CHECKPOINT_FORMAT_VERSION = 1
+
+def _qualname(cls):
+    "`module.Name` of class `cls`: what `optim_class=` is given, and what tells torch's SGD from nntrain's."
+    return f'{cls.__module__}.{cls.__qualname__}'
 
 def checkpoint_state(learn):
     "Everything needed to continue `learn`'s fit after its current epoch: weights, optimizer, stateful subscribers, epoch, RNG states."
@@ -86,7 +90,8 @@ def checkpoint_state(learn):
             'nntrain_version': str(nntrain.__version__), 'torch_version': str(torch.__version__),
             'epoch': learn.epoch, 'n_epochs': learn.n_epochs,
             'model': learn.model.state_dict(),
-            'optimizer_class': type(learn.opt).__name__, 'optimizer': learn.opt.state_dict(),
+            'optimizer_class': type(learn.opt).__name__, 'optimizer_qualname': _qualname(type(learn.opt)),
+            'optimizer': learn.opt.state_dict(),
             'subscribers': {k: s.state_dict() for k, s in stateful_subs(getattr(learn, 'active_subs', learn.subs)).items()},
             'rng': get_rng_states()}
 
@@ -213,7 +218,7 @@ def load_model(path, model, strict=True, weights_only=True):
     model.load_state_dict(ckpt['model'], strict=strict)
     return model.eval()
 
-# %% ../nbs/06_checkpoint.ipynb #88f2643d
+# %% ../nbs/06_checkpoint.ipynb #2dacfd36
 class Resume:
     "Continues a fit from checkpoint `path`: `Learner.fit(resume_from=path)` builds it before `before_fit` and calls `restore` after."
     def __init__(self, learn, path, n_epochs, weights_only=True):
@@ -224,16 +229,20 @@ class Resume:
             raise ValueError(f"{self.path} was saved after {done} epochs, but fit was asked for n_epochs={n_epochs}. "
                              f"n_epochs counts every epoch of the run: pass the n_epochs of the original run (at least {done}).")
         check_model_state(ckpt['model'], learn.model, str(self.path))
-        self.optimizer_class = ckpt['optimizer_class']
-        self._check_optimizer(_class_name(learn.optim_class))  # early, when optim_class is a class (or a partial of one)
+        self.optimizer_class, self.optimizer_qualname = ckpt['optimizer_class'], ckpt.get('optimizer_qualname')
+        self._check_optimizer(learn.optim_class)  # early, when optim_class is a class (or a partial of one)
         learn.model.load_state_dict(ckpt['model'])
         self._load_subs(learn, ckpt['subscribers'])
         self.start_epoch, self.optimizer, self.rng = done, ckpt['optimizer'], ckpt['rng']
 
-    def _check_optimizer(self, name):
-        if name is not None and name != self.optimizer_class:
-            raise CheckpointError(f"{self.path} was trained with the optimizer {self.optimizer_class}, but this learner "
-                                  f"uses {name}: pass optim_class={self.optimizer_class} to continue the run.")
+    def _check_optimizer(self, cls):
+        "Fail unless `cls` (a class, or a partial of one; other callables can't be checked) is the run's optimizer class."
+        while isinstance(cls, partial): cls = cls.func
+        if not isinstance(cls, type): return
+        saved = self.optimizer_qualname or self.optimizer_class  # checkpoints written before the full name was kept
+        if (_qualname(cls) if self.optimizer_qualname else cls.__name__) != saved:
+            raise CheckpointError(f"{self.path} was trained with the optimizer {saved}, but this learner uses "
+                                  f"{_qualname(cls)}: pass optim_class={saved} to continue the run.")
 
     def _load_subs(self, learn, saved):
         subs = stateful_subs(getattr(learn, 'active_subs', learn.subs))
@@ -248,19 +257,13 @@ class Resume:
 
     def restore(self, learn):
         "After `before_fit`: load the optimizer's state, then the random generators' (last)."
-        self._check_optimizer(type(learn.opt).__name__)
+        self._check_optimizer(type(learn.opt))
         try: learn.opt.load_state_dict(self.optimizer)
         except (ValueError, KeyError) as e:
             raise CheckpointError(f"The optimizer state in {self.path} doesn't fit this learner's optimizer ({e}). Use the "
                                   "same optimizer and parameter groups as the run that wrote it.") from e
         set_rng_states(self.rng)
         self.optimizer = self.rng = None  # free the memory
-
-# %% ../nbs/06_checkpoint.ipynb #9456bd9a
-def _class_name(f):
-    "The name of the class `f` creates, seeing through `functools.partial`; None for other callables."
-    while isinstance(f, partial): f = f.func
-    return f.__name__ if isinstance(f, type) else None
 
 # %% ../nbs/06_checkpoint.ipynb #4dc9c3c3
 def _check_mode(mode):
