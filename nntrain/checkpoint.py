@@ -7,7 +7,7 @@ __all__ = ['CHECKPOINT_FORMAT', 'CHECKPOINT_FORMAT_VERSION', 'TEMP_SUFFIX', 'get
            'checkpoint_state', 'atomic_write', 'atomic_save', 'remove_stale_temps', 'CheckpointError',
            'CheckpointVersionError', 'load_checkpoint', 'save_checkpoint', 'check_model_state', 'load_model', 'Resume',
            'CheckpointS', 'HistoryS', 'CSVLoggerS', 'history_csv', 'plot_history', 'EarlyStoppingS', 'GradAccumS',
-           'GradClipS']
+           'LastMarked', 'GradClipS']
 
 # %% ../nbs/06_checkpoint.ipynb #1d9f4159
 import csv
@@ -305,7 +305,7 @@ def _epoch_done(learn):
     if not getattr(learn, 'do_train', True): return False  # an evaluation-only fit changes nothing worth saving
     return not learn.training or not getattr(learn, 'do_valid', True)
 
-# %% ../nbs/06_checkpoint.ipynb #5b118d0a
+# %% ../nbs/06_checkpoint.ipynb #218946e0
 class CheckpointS(Subscriber):
     "Saves `last.pt` in folder `path` every `every` epochs (and after the last), and `best.pt` when `monitor` improves."
     order = 50
@@ -317,23 +317,38 @@ class CheckpointS(Subscriber):
         self.mode = _check_mode(mode)
         if self.path.exists() and not self.path.is_dir():
             raise NotADirectoryError(f"CheckpointS saves files into the folder path, but {self.path} is a file: pass a folder.")
+        if monitor is not None and last == best: raise ValueError(f"last and best are both {last!r}: give them different names.")
         self.last_path, self.best_path = self.path/last, self.path/best
-        self.best = self.best_epoch = self._loaded = None
+        self.best = self.best_epoch = self._loaded = self._judged = None
 
     def before_fit(self, learn):
+        self._check_files_are_its_own(learn)
         self.path.mkdir(parents=True, exist_ok=True)
         remove_stale_temps(self.path)
         if self.monitor is not None: _check_monitor(learn, self.monitor, 'CheckpointS')
         state, self._loaded = self._loaded or {'best': None, 'best_epoch': None}, None  # a new run, unless resumed
-        self.best, self.best_epoch = state['best'], state['best_epoch']
+        self.best, self.best_epoch, self._judged = state['best'], state['best_epoch'], None
+
+    def _files(self): return {p.resolve() for p in ([self.last_path] + [self.best_path] * (self.monitor is not None))}
+
+    def _check_files_are_its_own(self, learn):
+        for other in _checkpoint_subs(learn):
+            shared = other is not self and self._files() & other._files()
+            if shared: raise ValueError(f"Two CheckpointS of this fit write {sorted(map(str, shared))}: give each its own folder.")
+
+    def _judge(self, learn):
+        "Update the best with the epoch's monitored value, once an epoch; `_improved` says whether it got better."
+        if self._judged == learn.epoch: return
+        self._judged, self._improved = learn.epoch, False
+        if self.monitor is None: return
+        value = _monitored(learn, self.monitor)
+        if value is not None and _improved(value, self.best, self.mode, self.min_delta):
+            self.best, self.best_epoch, self._improved = value, learn.epoch, True
 
     def after_epoch(self, learn):
         if not _epoch_done(learn): return
-        improved = False
-        if self.monitor is not None:
-            value = _monitored(learn, self.monitor)
-            if value is not None and _improved(value, self.best, self.mode, self.min_delta):
-                self.best, self.best_epoch, improved = value, learn.epoch, True
+        for s in _checkpoint_subs(learn): s._judge(learn)  # all judge before any saves: each file has every new best
+        improved = self._improved
         due = (learn.epoch + 1) % self.every == 0 or _final_epoch(learn)
         if not (due or improved): return
         state = checkpoint_state(learn)  # after updating `best`, so the file knows it
@@ -343,6 +358,8 @@ class CheckpointS(Subscriber):
 
     def state_dict(self): return {'best': self.best, 'best_epoch': self.best_epoch}
     def load_state_dict(self, state): self._loaded = dict(state)  # applied by the next before_fit
+
+def _checkpoint_subs(learn): return [s for s in getattr(learn, 'active_subs', learn.subs) if isinstance(s, CheckpointS)]
 
 def _copy_file(src, f):
     with open(src, 'rb') as s: shutil.copyfileobj(s, f, 1 << 20)
@@ -398,7 +415,7 @@ def _ordered(rec):
     group = lambda k: 0 if k == 'epoch' else 1 if k.startswith('train_') else 2 if k.startswith('valid_') else 3
     return dict(sorted(rec.items(), key=lambda kv: group(kv[0])))
 
-# %% ../nbs/06_checkpoint.ipynb #5ea0cddb
+# %% ../nbs/06_checkpoint.ipynb #b854013c
 class CSVLoggerS(HistoryS):
     "A `HistoryS` that also writes `learn.history` to the CSV file `path` after every epoch (atomically)."
     def __init__(self, path):
@@ -409,6 +426,7 @@ class CSVLoggerS(HistoryS):
     def before_fit(self, learn):
         super().before_fit(learn)
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        remove_stale_temps(self.path.parent)
 
     def after_epoch(self, learn):
         super().after_epoch(learn)
@@ -478,7 +496,7 @@ class EarlyStoppingS(Subscriber):
     def state_dict(self): return {k: getattr(self, k) for k in ('best', 'best_epoch', 'wait', 'stopped_epoch')}
     def load_state_dict(self, state): self._loaded = dict(state)  # applied by the next before_fit
 
-# %% ../nbs/06_checkpoint.ipynb #bfea16c2
+# %% ../nbs/06_checkpoint.ipynb #7f0693f1
 class GradAccumS(Subscriber):
     "Accumulates the gradients of `n_batches` batches and steps once: training with batches `n_batches` times larger."
     order = 40
@@ -494,8 +512,7 @@ class GradAccumS(Subscriber):
     def before_epoch(self, learn):
         if not learn.training: return
         self._count = self._samples = 0
-        try: self._n_batches_epoch = len(learn.dls.train)
-        except TypeError: self._n_batches_epoch = None
+        learn.dl = self._batches = LastMarked(learn.dl)
 
     def after_loss(self, learn):
         if not learn.model.training: return
@@ -508,26 +525,36 @@ class GradAccumS(Subscriber):
 
     def after_backward(self, learn):
         learn.loss = self._unscaled
-        if self._count < self.n_batches and learn.iter + 1 != self._n_batches_epoch: raise CancelBatchException()
-        self._finish_group(learn)
-
-    def _finish_group(self, learn):
+        if self._count < self.n_batches and not self._batches.last: raise CancelBatchException()
         if self._samples != self.group_size: _scale_grads(learn.model, self.group_size / self._samples)
         self._count = self._samples = 0
 
     def after_epoch(self, learn):
-        if not (learn.training and self._count): return  # an epoch of unknown length (or a cancelled one) left a group open
-        self._finish_group(learn)
-        subs = learn.active_subs
-        try:  # what the group's last batch skipped: the `after_backward` of the subscribers after this one (GradClipS), the step
-            for s in subs[subs.index(self) + 1:]:
-                if callable(getattr(s, 'after_backward', None)): s.after_backward(learn)
-            learn.step(); learn.publish('after_step')
-        except CancelBatchException: pass
-        learn.zero_grad()
+        if learn.training and self._count:  # the epoch was cancelled part way through a group: drop its gradients
+            learn.zero_grad()
+            self._count = self._samples = 0
 
     def state_dict(self): return {'group_size': self.group_size}
     def load_state_dict(self, state): self._loaded = dict(state)  # applied by the next before_fit
+
+class LastMarked:
+    "Iterates `batches` one ahead, so that `last` says whether the batch just handed out is the last one."
+    def __init__(self, batches): self.batches, self.last = batches, False
+    def __len__(self): return len(self.batches)  # a TypeError where the batches have no length, as for them
+    def __getattr__(self, name):  # .dataset, .batch_size, … of the loader it wraps
+        if name == 'batches': raise AttributeError(name)
+        return getattr(self.batches, name)
+
+    def __iter__(self):
+        it, self.last = iter(self.batches), False
+        try: ahead = next(it)
+        except StopIteration: return
+        while True:
+            batch = ahead
+            try: ahead = next(it)
+            except StopIteration: self.last = True
+            yield batch
+            if self.last: return
 
 def _scale_grads(model, factor):
     grads = [p.grad for p in model.parameters() if p.grad is not None]

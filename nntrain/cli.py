@@ -4,9 +4,9 @@
 
 # %% auto #0
 __all__ = ['HUB_DATASET', 'OFFLINE_VARS', 'DEFAULTS', 'hub_reachable', 'load_parquet_folder', 'load_data', 'build_learner',
-           'find_lr', 'plan_run', 'train', 'build_parser', 'main']
+           'run_lr_finder', 'find_lr', 'plan_run', 'train', 'build_parser', 'main']
 
-# %% ../nbs/09_cli.ipynb #95e52d93
+# %% ../nbs/09_cli.ipynb #ccdc5146
 import argparse
 import json
 import math
@@ -25,7 +25,7 @@ from torch import nn
 
 from .acceleration import SchedulerS
 from .activations import NormalizationS, init_weights, set_seed
-from .checkpoint import CheckpointS, HistoryS, plot_history
+from .checkpoint import CheckpointS, HistoryS, atomic_write, plot_history, remove_stale_temps
 from .dataloaders import DataLoaders, hf_ds_collate_fn, load_fashion_mnist, load_fashion_mnist_sample
 from .learner import DeviceS, Learner, LRFindS, MetricsS, ProgressS, device
 from .resnet import RECIPE, AugmentS, fast_path, recipe_augmentation, recipe_loss, recipe_optimizer, resnet
@@ -122,14 +122,19 @@ def build_learner(dd, epochs, bs=RECIPE['bs'], lr=RECIPE['lr'], augment=True, fa
     if show_progress: subs.append(ProgressS())
     return Learner(resnet().apply(init_weights), dls, recipe_loss(), recipe_optimizer(), lr, subs)
 
-# %% ../nbs/09_cli.ipynb #3e5582cc
-def find_lr(learn, log=print):
-    "Run `LRFindS` on `learn`'s model and data (no schedule, no augmentation) and return its suggested lr."
+# %% ../nbs/09_cli.ipynb #355cec93
+def run_lr_finder(learn):
+    "Run `LRFindS` on `learn`'s model and data (no schedule, no augmentation) and return the finder, its search recorded."
     keep = [s for s in learn.subs if isinstance(s, (DeviceS, NormalizationS))] + \
            [s for s in learn.subs if type(s).__name__ in ('MixedPrecisionS', 'ChannelsLastS')]
     finder = LRFindS()
     Learner(learn.model, learn.dls, learn.loss_fn, learn.optim_class, 1e-6, keep + [finder]).fit(
         _finder_epochs(len(learn.dls.train), finder.mult), valid=False)
+    return finder
+
+def find_lr(learn, log=print):
+    "The lr `run_lr_finder` suggests for `learn` (a tenth of the smoothed loss's minimum), logged with the range searched."
+    finder = run_lr_finder(learn)
     if finder.suggestion is None: raise ValueError("The learning-rate finder recorded too few batches to suggest an lr.")
     log(f'lr finder: suggests {finder.suggestion:.2g} (searched {finder.lrs[0]:.1g} to {finder.lrs[-1]:.2g})')
     return finder.suggestion
@@ -195,7 +200,7 @@ def _check_outputs(checkpoint, metrics_json, plot):
         raise ValueError(f"--plot {plot}: can't save a plot as {plot.suffix}: use one of {', '.join('.' + k for k in formats)}.")
     return plot
 
-# %% ../nbs/09_cli.ipynb #a43ad52a
+# %% ../nbs/09_cli.ipynb #03ae889d
 def train(data=None, epochs=None, bs=None, lr=None, lr_find=False, augment=None, fast=None, checkpoint=None,
           resume=False, metrics_json=None, plot=None, seed=None, show_progress=True, extra_subs=(), log=print):
     "Train the recipe on Fashion-MNIST (settings left None take `DEFAULTS`) and return the final metrics, epochs and wall seconds."
@@ -218,7 +223,7 @@ def train(data=None, epochs=None, bs=None, lr=None, lr_find=False, augment=None,
     if checkpoint:
         subs.append(CheckpointS(checkpoint, monitor='accuracy', mode='max'))
         Path(checkpoint).mkdir(parents=True, exist_ok=True)
-        (Path(checkpoint) / 'run.json').write_text(json.dumps({**plan, 'data': _data_arg(data), 'source': source}, indent=2) + '\n')
+        _write_json(Path(checkpoint) / 'run.json', {**plan, 'data': _data_arg(data), 'source': source})
     learn = build_learner(dd, **_recipe(plan), show_progress=show_progress, extra_subs=subs)
     learn.fit(plan['epochs'], resume_from=resume_from)
     result = {'data': source, **plan, 'resumed_from': str(resume_from) if resume_from else None,
@@ -226,10 +231,14 @@ def train(data=None, epochs=None, bs=None, lr=None, lr_find=False, augment=None,
               'train': _last(learn.history, 'train_'), 'valid': _last(learn.history, 'valid_')}
     plot = plot or (Path(checkpoint) / 'training_curves.png' if checkpoint else None)
     if plot: result['plot'] = str(_save_plot(history, plot))
-    if metrics_json:
-        Path(metrics_json).parent.mkdir(parents=True, exist_ok=True)
-        Path(metrics_json).write_text(json.dumps(result, indent=2) + '\n')
+    if metrics_json: _write_json(metrics_json, result)
     return result
+
+def _write_json(path, obj):
+    "Write `obj` as JSON to `path` atomically (a crash leaves the old file or the new one), clearing dead runs' temporary files."
+    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temps(path.parent)
+    atomic_write(path, lambda f: f.write((json.dumps(obj, indent=2) + '\n').encode()))
 
 def _recipe(plan): return {k: plan[k] for k in ('epochs', 'bs', 'lr', 'augment', 'fast')}
 
@@ -242,7 +251,8 @@ def _save_plot(history, path):
     import matplotlib.pyplot as plt
     fig = history.plot()[0].figure
     path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100, bbox_inches='tight'); plt.close(fig)
+    try: atomic_write(path, lambda f: fig.savefig(f, format=path.suffix[1:], dpi=100, bbox_inches='tight'))
+    finally: plt.close(fig)
     return path
 
 # %% ../nbs/09_cli.ipynb #bb0166b5

@@ -353,7 +353,7 @@ def _format_time(t):
     m, s = divmod(int(t), 60)
     return f'{m:02d}:{s:02d}'
 
-# %% ../nbs/02_learner.ipynb #0aa4ee8d
+# %% ../nbs/02_learner.ipynb #d80aa9e7
 class LRFindS(Subscriber):
     "Learning-rate range test: grows the lr by `mult` each batch until the loss explodes, then restores the model."
     order = 5
@@ -384,12 +384,27 @@ class LRFindS(Subscriber):
         learn.opt.load_state_dict(saved[1])
         learn.check_finite = self._check_finite
 
+    def _smoothed_min(self):
+        "The smoothed losses and the index of their minimum (non-finite losses count as infinite)."
+        losses = _smooth([l if math.isfinite(l) else math.inf for l in self.losses])
+        return losses, min(range(len(losses)), key=losses.__getitem__)
+
+    @property
+    def minimum(self):
+        "The lr at which the smoothed loss is lowest; None before a search."
+        return self.lrs[self._smoothed_min()[1]] if getattr(self, 'lrs', None) else None
+
     @property
     def suggestion(self):
-        "The lr at the steepest descent of the smoothed loss before its minimum."
-        losses = _smooth([l if math.isfinite(l) else math.inf for l in self.losses])
-        end = min(range(len(losses)), key=losses.__getitem__) if losses else 0
-        if end < 2: return self.lrs[end] / 10 if self.lrs else None
+        "A tenth of `minimum`: an lr on the descent, and a peak for a one-cycle schedule; None before a search."
+        return None if self.minimum is None else self.minimum / 10
+
+    @property
+    def steepest(self):
+        "The lr where the smoothed loss falls fastest against log lr, before its minimum (noisy: see the text)."
+        if not getattr(self, 'lrs', None): return None
+        losses, end = self._smoothed_min()
+        if end < 2: return self.lrs[0]
         logs = [math.log(lr) for lr in self.lrs]
         slopes = [(losses[i + 1] - losses[i]) / (logs[i + 1] - logs[i]) for i in range(end)]
         return self.lrs[min(range(end), key=slopes.__getitem__)]
@@ -403,6 +418,7 @@ class LRFindS(Subscriber):
         ax.set_xscale('log'); ax.set_xlabel('learning rate (log scale)'); ax.set_ylabel('training loss')
         ax.set_title('Learning-rate finder')
         if self.suggestion is not None:
+            ax.axvline(self.minimum, color='C2', linestyle=':', label=f'minimum: {self.minimum:.2g}')
             ax.axvline(self.suggestion, color='C1', linestyle='--', label=f'suggestion: {self.suggestion:.2g}')
             ax.legend()
         return ax

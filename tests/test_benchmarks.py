@@ -278,3 +278,12 @@ def test_fast_path_benchmark_times_the_compiled_fast_path_that_fast_path_gives()
     assert 'Learner channels_last + allocator fp32 + compile' not in fast
     assert list(fast) == [k for k in slow if k != 'Learner channels_last + allocator fp32 + compile']
     assert slow['plain loop fp32'] is None
+
+def test_lr_finder_benchmark_reports_the_search_the_command_runs():
+    from bench_lr_finder import search
+    from nntrain.dataloaders import load_fashion_mnist_sample
+    res = search(load_fashion_mnist_sample(), seed=1)
+    assert res['suggestion'] == pytest.approx(res['minimum'] / 10)
+    assert res['lrs'][0] == pytest.approx(1e-6) and res['lrs'] == sorted(res['lrs']) and len(res['lrs']) == len(res['losses'])
+    assert res['minimum'] in res['lrs'] and res['steepest'] in res['lrs'] and res['steepest'] <= res['minimum']
+    assert search(load_fashion_mnist_sample(), seed=1)['losses'] == res['losses']  # seeded: the same search again
