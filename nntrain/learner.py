@@ -65,7 +65,7 @@ def check_subs(subs):
                             f"one of the event methods {', '.join(EVENTS)}.")
     return subs
 
-# %% ../nbs/02_learner.ipynb #02bf99d6
+# %% ../nbs/02_learner.ipynb #15926a6d
 class Learner:
     "Trains `model` on `dls` with `loss_fn` and `optim_class(params, lr)`, publishing events to `subs`."
     def __init__(self, model, dls, loss_fn=F.cross_entropy, optim_class=torch.optim.SGD, lr=0.1, subs=(),
@@ -101,7 +101,11 @@ class Learner:
             for self.epoch in self.epochs:
                 if train: self._run_epoch(training=True)
                 if valid: self._run_epoch(training=False)
-        except CancelFitException: pass
+        except CancelFitException:
+            try: self._flush_checks()  # a fit cancelled mid-epoch still looks at the losses it queued on the GPU
+            except BaseException as e:
+                self._publish_after_fit(error=e)
+                raise
         except BaseException as e:
             self._publish_after_fit(error=e)
             raise
