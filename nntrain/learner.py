@@ -65,7 +65,7 @@ def check_subs(subs):
                             f"one of the event methods {', '.join(EVENTS)}.")
     return subs
 
-# %% ../nbs/02_learner.ipynb #15926a6d
+# %% ../nbs/02_learner.ipynb #02bf99d6
 class Learner:
     "Trains `model` on `dls` with `loss_fn` and `optim_class(params, lr)`, publishing events to `subs`."
     def __init__(self, model, dls, loss_fn=F.cross_entropy, optim_class=torch.optim.SGD, lr=0.1, subs=(),
@@ -101,11 +101,7 @@ class Learner:
             for self.epoch in self.epochs:
                 if train: self._run_epoch(training=True)
                 if valid: self._run_epoch(training=False)
-        except CancelFitException:
-            try: self._flush_checks()  # a fit cancelled mid-epoch still looks at the losses it queued on the GPU
-            except BaseException as e:
-                self._publish_after_fit(error=e)
-                raise
+        except CancelFitException: pass
         except BaseException as e:
             self._publish_after_fit(error=e)
             raise
@@ -152,7 +148,7 @@ def _build_dispatch(self, subs):
 
 Learner._build_dispatch = _build_dispatch
 
-# %% ../nbs/02_learner.ipynb #83713ad1
+# %% ../nbs/02_learner.ipynb #fa40d54c
 def _run_epoch(self, training):
     self.model.train(training)
     self.dl = self.dls.train if training else self.dls.valid
@@ -164,6 +160,9 @@ def _run_epoch(self, training):
                 self.batch = list(batch)  # our own list: subscribers replace items of it, never of the data
                 self._run_batch()
         except CancelEpochException: cancelled = True
+        except CancelFitException:
+            if training: self._flush_checks()  # a fit cancelled mid-epoch still looks at the losses it queued on the GPU
+            raise
         if training: self._flush_checks()
         if training and not cancelled and self.iter == -1 and _known_len(self.dl) is None:
             raise ValueError("The training data yielded no batches: check the dataset and the batch size.")
