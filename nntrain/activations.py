@@ -249,7 +249,7 @@ def init_weights(m, leaky=0.):
         nn.init.kaiming_normal_(m.weight, a=leaky, nonlinearity='leaky_relu')
         if m.bias is not None: nn.init.zeros_(m.bias)
 
-# %% ../nbs/03_activations.ipynb #a704f1e9
+# %% ../nbs/03_activations.ipynb #f238ac88
 def _as_stat_tensor(value, name):
     try: t = torch.as_tensor(value).detach().to('cpu', torch.get_default_dtype())
     except (TypeError, ValueError, RuntimeError):
@@ -259,7 +259,7 @@ def _as_stat_tensor(value, name):
 
 class NormalizationS(Subscriber):
     "Normalizes the inputs of every batch: `learn.batch[0] = (x - mean) / std`, on whatever device the batch is."
-    order = -5  # after DeviceS (-10), before everything else
+    order, for_inference = -5, True  # after DeviceS (-10), before everything else; `get_preds` normalizes too
     def __init__(self, mean, std):
         self.mean, self.std = _as_stat_tensor(mean, 'mean'), _as_stat_tensor(std, 'std')
         if (self.std <= 0).any(): raise ValueError(f"std must be > 0, got {std!r}: a constant input cannot be normalized.")

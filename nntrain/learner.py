@@ -7,16 +7,17 @@ __all__ = ['EVENTS', 'device', 'CancelFitException', 'CancelEpochException', 'Ca
            'Subscriber', 'check_subs', 'Learner', 'MetricsS', 'default_device', 'to_device', 'DeviceS', 'ProgressS',
            'LRFindS', 'MomentumLearner']
 
-# %% ../nbs/02_learner.ipynb #f6c0db17
+# %% ../nbs/02_learner.ipynb #47f67d18
 import math
 import numbers
 import operator
 import sys
 import time
-from copy import deepcopy
+from copy import copy, deepcopy
 
 import torch
 import torch.nn.functional as F
+from fastcore.basics import patch
 from fastprogress.fastprogress import IN_NOTEBOOK, master_bar, progress_bar
 
 # %% ../nbs/02_learner.ipynb #40e8bd63
@@ -42,13 +43,14 @@ class NonFiniteLossError(FloatingPointError):
             "that is too high, bad values in the inputs, or labels outside the range the loss expects. Pass "
             "check_finite=False to the Learner to train on regardless.")
 
-# %% ../nbs/02_learner.ipynb #286be905
+# %% ../nbs/02_learner.ipynb #f8314397
 EVENTS = ('before_fit', 'before_epoch', 'before_batch', 'after_predict', 'after_loss',
           'after_backward', 'after_step', 'after_batch', 'after_epoch', 'after_fit')
 
 class Subscriber:
     "Base class for subscribers: define methods named after `EVENTS`; lower `order` runs first."
     order = 0
+    for_inference = False  # True: it readies batches or the model for the forward pass, so `get_preds` runs it too
 
 # %% ../nbs/02_learner.ipynb #00ad311f
 def check_subs(subs):
@@ -279,7 +281,7 @@ class MetricsS(Subscriber):
 
 def _fmt(v): return f'{v:.3f}' if isinstance(v, float) else str(v)
 
-# %% ../nbs/02_learner.ipynb #29f87608
+# %% ../nbs/02_learner.ipynb #d1a85a74
 def default_device():
     "CUDA if available, else Apple's MPS if available, else the CPU."
     if torch.cuda.is_available(): return torch.device('cuda')
@@ -298,7 +300,7 @@ def to_device(x, device=device):
 
 class DeviceS(Subscriber):
     "Moves the model to `device` when the fit starts, and every batch before other subscribers see it."
-    order = -10
+    order, for_inference = -10, True
     def __init__(self, device=device): self.device = torch.device(device)
     def before_fit(self, learn): learn.model.to(self.device)
     def before_batch(self, learn): learn.batch = to_device(learn.batch, self.device)
@@ -433,6 +435,35 @@ def _smooth(xs, beta=0.9):
         avg = beta * avg + (1 - beta) * x
         out.append(avg / (1 - beta ** (i + 1)))
     return out
+
+# %% ../nbs/02_learner.ipynb #4ae4ee8a
+class _CollectPreds(Subscriber):
+    "Keeps each evaluation batch's predictions (floats as fp32) and targets, on the CPU, for `Learner.get_preds`."
+    order = 1000  # after every subscriber that changes the predictions
+    def __init__(self): self.preds, self.targets = [], []
+    def after_batch(self, learn):
+        if learn.preds is None: return
+        p = learn.preds.detach()
+        self.preds.append((p.float() if p.is_floating_point() else p).cpu())
+        self.targets.append(learn.batch[1].detach().cpu())
+
+class _OnlyValid:
+    "The `dls` of `get_preds`' own learner: no training data, `dl` to evaluate."
+    def __init__(self, dl): self.train, self.valid = None, dl
+
+@patch
+def get_preds(self: Learner, dl=None, subs=()):
+    "`(preds, targets)` over `dl` (default: the validation data), on the CPU, through the `for_inference` subscribers (and `subs`)."
+    dl = getattr(self.dls, 'valid', None) if dl is None else dl
+    if dl is None: raise ValueError("get_preds has no data: pass dl=..., or give the learner DataLoaders(train, valid).")
+    collect, was_training = _CollectPreds(), self.model.training
+    prepare = [s for s in self.subs if getattr(s, 'for_inference', False)] + check_subs(subs)
+    evaluator = copy(self)  # its class's own predict and get_loss, and fit's attributes set on it, not on this learner
+    evaluator.dls, evaluator.subs = _OnlyValid(dl), prepare + [collect]
+    try: evaluator.fit(1, train=False)
+    finally: self.model.train(was_training)
+    if not collect.preds: raise ValueError("get_preds: the data yielded no batches.")
+    return torch.cat(collect.preds), torch.cat(collect.targets)
 
 # %% ../nbs/02_learner.ipynb #99c57295
 class MomentumLearner(Learner):

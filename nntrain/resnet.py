@@ -349,7 +349,7 @@ class CutMixS(_MixS):
         box = _random_boxes(n, h, w, 1 - lam, torch.zeros_like(lam), x.device, torch.floor) & (lam < 1)[:, None, None]
         return torch.where(_per_sample_view(box, x), x2, x), 1 - box.flatten(1).float().mean(1)  # area after rounding
 
-# %% ../nbs/05_resnet.ipynb #98de0aac
+# %% ../nbs/05_resnet.ipynb #875176f4
 def _arm_cpu_features():
     "The feature flags of an Arm CPU as Linux lists them in /proc/cpuinfo (empty where there is no such file)."
     try:
@@ -377,7 +377,7 @@ class MixedPrecisionS(Subscriber):
     """Runs the forward pass and loss of every batch under `torch.autocast` (`dtype`: bf16 on CPUs with bf16 instructions, where
     others train in fp32 with a warning, and on GPUs that have it, else fp16); the backward pass and step stay outside. fp16
     (or `grad_scaler=True`) scales the loss with a `GradScaler`, which also steps. `amp_dtype` is the dtype of the fit, or None."""
-    order = 90  # enter autocast after the other subscribers have prepared the batch
+    order, for_inference = 90, True  # enter autocast after the other subscribers have prepared the batch
     def __init__(self, dtype=None, grad_scaler=None):
         if dtype is not None and dtype not in (torch.bfloat16, torch.float16):
             raise ValueError(f"dtype must be torch.bfloat16, torch.float16 or None (the device's best), got {dtype!r}.")
@@ -426,10 +426,10 @@ class MixedPrecisionS(Subscriber):
     def state_dict(self): return {'scaler': self.scaler.state_dict() if self.scaler is not None else None}
     def load_state_dict(self, state): self._loaded = state['scaler']  # applied by the next before_fit
 
-# %% ../nbs/05_resnet.ipynb #5f912936
+# %% ../nbs/05_resnet.ipynb #3e894c2b
 class ChannelsLastS(Subscriber):
     "Stores the model's 4-d weights and every batch's 4-d inputs channels-last (NHWC), the layout fast convolution kernels prefer."
-    order = 91  # after the augmentations and normalization, which may hand back a new tensor
+    order, for_inference = 91, True  # after the augmentations and normalization, which may hand back a new tensor
     def before_fit(self, learn):  # in place: the optimizer keeps its parameters; 5-d weights (Conv3d) keep their layout
         learn.model._apply(lambda t: t.contiguous(memory_format=torch.channels_last) if t.dim() == 4 else t)
 
