@@ -436,7 +436,7 @@ def _smooth(xs, beta=0.9):
         out.append(avg / (1 - beta ** (i + 1)))
     return out
 
-# %% ../nbs/02_learner.ipynb #4ae4ee8a
+# %% ../nbs/02_learner.ipynb #d28d5201
 class _CollectPreds(Subscriber):
     "Keeps each evaluation batch's predictions (floats as fp32) and targets, on the CPU, for `Learner.get_preds`."
     order = 1000  # after every subscriber that changes the predictions
@@ -448,7 +448,7 @@ class _CollectPreds(Subscriber):
         self.targets.append(learn.batch[1].detach().cpu())
 
 class _OnlyValid:
-    "The `dls` of `get_preds`' own learner: no training data, `dl` to evaluate."
+    "The `dls` of the learner copy that `get_preds` runs: no training data, `dl` to evaluate."
     def __init__(self, dl): self.train, self.valid = None, dl
 
 @patch

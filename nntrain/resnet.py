@@ -68,16 +68,16 @@ def resnet():
         nn.Linear(256, 10, bias=False),
         nn.BatchNorm1d(10))
 
-# %% ../nbs/05_resnet.ipynb #732697b1
+# %% ../nbs/05_resnet.ipynb #694a33a9
 def _per_sample(t, n): return t.numel() // n if isinstance(t, torch.Tensor) else 0
 
-_USES_CHILDS_WEIGHTS = (nn.MultiheadAttention,)  # computes with its children's weights without calling them
+_COUNTED_WHOLE = (nn.MultiheadAttention,)  # computes with its children's weights without calling them
 
 def mac_layers(modules):
     "The layers inside `modules` whose calls `module_macs` counts: the leaves, and `nn.MultiheadAttention` whole."
     layers = {}
     def visit(m):
-        if isinstance(m, _USES_CHILDS_WEIGHTS) or next(m.children(), None) is None: layers[id(m)] = m
+        if isinstance(m, _COUNTED_WHOLE) or next(m.children(), None) is None: layers[id(m)] = m
         else:
             for child in m.children(): visit(child)
     for m in ([modules] if isinstance(modules, nn.Module) else modules): visit(m)
