@@ -358,7 +358,7 @@ def _format_time(t):
     m, s = divmod(int(t), 60)
     return f'{m:02d}:{s:02d}'
 
-# %% ../nbs/02_learner.ipynb #d80aa9e7
+# %% ../nbs/02_learner.ipynb #787f5561
 class LRFindS(Subscriber):
     "Learning-rate range test: grows the lr by `mult` each batch until the loss explodes, then restores the model."
     order = 5
@@ -402,7 +402,8 @@ class LRFindS(Subscriber):
     @property
     def suggestion(self):
         "A tenth of `minimum`: an lr on the descent, and a peak for a one-cycle schedule; None before a search."
-        return None if self.minimum is None else self.minimum / 10
+        minimum = self.minimum
+        return None if minimum is None else minimum / 10
 
     @property
     def steepest(self):
