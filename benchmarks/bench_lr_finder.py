@@ -4,11 +4,13 @@ For each seed it builds the learner `nntrain train` builds (the series' ResNet, 
 finder as `nntrain train --lr-find` does (`nntrain.cli.run_lr_finder`), and prints the three lrs the finder can
 give: `suggestion` (a tenth of `minimum`, what the command uses as the one-cycle peak), `minimum` (where the
 smoothed loss is lowest) and `steepest` (where it falls fastest), each also as a multiple of the recipe's tuned
-peak lr. The recorded searches can be written as JSON.
+peak lr. A search the finder doubts (its `trouble`: the loss hardly fell, or the search ran out of batches) is
+printed with the reason; one with no suggestion shows '-' and is left out of the medians. The recorded searches
+can be written as JSON.
 
     python benchmarks/bench_lr_finder.py [--data ../shared/data/fashion_mnist] [--seeds 1 2 3] [--threads 2] [--json PATH]
 """
-import argparse, json, platform, statistics, time
+import argparse, json, platform, statistics, time, warnings
 
 import torch
 
@@ -21,7 +23,10 @@ def search(dd, seed):
     set_seed(seed)
     start = time.perf_counter()
     finder = run_lr_finder(build_learner(dd, RECIPE['epochs'], show_progress=False))
-    return dict(seed=seed, suggestion=finder.suggestion, minimum=finder.minimum, steepest=finder.steepest,
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore')  # the trouble is recorded and printed instead
+        suggestion = finder.suggestion
+    return dict(seed=seed, suggestion=suggestion, minimum=finder.minimum, steepest=finder.steepest, trouble=finder.trouble,
                 wall_s=time.perf_counter() - start, lrs=finder.lrs, losses=finder.losses)
 
 def main():
@@ -37,10 +42,15 @@ def main():
     print(f"{source}; recipe peak lr {RECIPE['lr']:g}")
     print(f"{'seed':>4} {'suggestion':>11} {'minimum':>9} {'steepest':>9}   suggestion / recipe lr")
     for r in runs:
-        print(f"{r['seed']:>4} {r['suggestion']:>11.2g} {r['minimum']:>9.2g} {r['steepest']:>9.2g}   {r['suggestion'] / RECIPE['lr']:.2f}x")
-    medians = {k: statistics.median(r[k] for r in runs) for k in ('suggestion', 'minimum', 'steepest')}
-    print(f"median {medians['suggestion']:>9.2g} {medians['minimum']:>9.2g} {medians['steepest']:>9.2g}   "
-          f"{medians['suggestion'] / RECIPE['lr']:.2f}x")
+        s = r['suggestion']
+        print(f"{r['seed']:>4} {'-' if s is None else format(s, '.2g'):>11} {r['minimum']:>9.2g} {r['steepest']:>9.2g}   "
+              f"{'-' if s is None else format(s / RECIPE['lr'], '.2f') + 'x'}")
+        if r['trouble']: print(f"     seed {r['seed']}: {r['trouble']}")
+    suggested = [r for r in runs if r['suggestion'] is not None]
+    medians = {k: statistics.median(r[k] for r in suggested) if suggested else None for k in ('suggestion', 'minimum', 'steepest')}
+    if suggested:
+        print(f"median {medians['suggestion']:>9.2g} {medians['minimum']:>9.2g} {medians['steepest']:>9.2g}   "
+              f"{medians['suggestion'] / RECIPE['lr']:.2f}x")
     if args.json:
         res = dict(data=source, recipe_lr=RECIPE['lr'], threads=args.threads, torch=torch.__version__,
                    machine=platform.machine(), medians=medians, runs=runs)

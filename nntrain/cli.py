@@ -6,7 +6,7 @@
 __all__ = ['HUB_DATASET', 'OFFLINE_VARS', 'DEFAULTS', 'hub_reachable', 'load_parquet_folder', 'load_data', 'build_learner',
            'run_lr_finder', 'find_lr', 'plan_run', 'train', 'build_parser', 'main']
 
-# %% ../nbs/09_cli.ipynb #ccdc5146
+# %% ../nbs/09_cli.ipynb #88e2bc27
 import argparse
 import json
 import math
@@ -15,6 +15,7 @@ import re
 import socket
 import sys
 import time
+import warnings
 from functools import partial
 from pathlib import Path
 
@@ -122,7 +123,7 @@ def build_learner(dd, epochs, bs=RECIPE['bs'], lr=RECIPE['lr'], augment=True, fa
     if show_progress: subs.append(ProgressS())
     return Learner(resnet().apply(init_weights), dls, recipe_loss(), recipe_optimizer(), lr, subs)
 
-# %% ../nbs/09_cli.ipynb #355cec93
+# %% ../nbs/09_cli.ipynb #8271297b
 def run_lr_finder(learn):
     "Run `LRFindS` on `learn`'s model and data (no schedule, no augmentation) and return the finder, its search recorded."
     keep = [s for s in learn.subs if isinstance(s, (DeviceS, NormalizationS))] + \
@@ -134,20 +135,29 @@ def run_lr_finder(learn):
 
 def find_lr(learn, log=print):
     "The lr `run_lr_finder` suggests for `learn` (a tenth of the smoothed loss's minimum), logged with the range searched."
-    finder = run_lr_finder(learn)
-    if finder.suggestion is None: raise ValueError("The learning-rate finder recorded too few batches to suggest an lr.")
-    log(f'lr finder: suggests {finder.suggestion:.2g} (searched {finder.lrs[0]:.1g} to {finder.lrs[-1]:.2g})')
-    return finder.suggestion
+    return _suggested_lr(run_lr_finder(learn), log)
+
+def _suggested_lr(finder, log):
+    "`finder`'s suggestion, logged with the range searched and any doubt about it; an error when it has none to give."
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore')  # its trouble, if any, is logged or raised below
+        suggestion = finder.suggestion
+    if suggestion is None:
+        raise ValueError(f"--lr-find: the learning-rate finder can't suggest an lr: {finder.trouble or 'it recorded no batches.'} "
+                         "With this CLI, give --lr instead of --lr-find.")
+    log(f'lr finder: suggests {suggestion:.2g} (searched {finder.lrs[0]:.1g} to {finder.lrs[-1]:.2g})')
+    if finder.trouble: log(f'lr finder: but {finder.trouble}')
+    return suggestion
 
 def _finder_epochs(n_batches, mult, start=1e-6, end=10.):
     "Epochs enough for the lr to grow from `start` to `end` by `mult` a batch (at least 3): a small set has few batches an epoch."
     return max(3, math.ceil(math.log(end / start) / math.log(mult) / max(1, n_batches)))
 
-# %% ../nbs/09_cli.ipynb #7331a5a3
+# %% ../nbs/09_cli.ipynb #69d74650
 DEFAULTS = dict(epochs=RECIPE['epochs'], bs=RECIPE['bs'], lr=RECIPE['lr'], augment=True, fast=True, seed=42)
 
-def plan_run(checkpoint=None, resume=False, **given):
-    "The run's settings: `given` (None = not given) over `DEFAULTS`, or, when resuming, the checkpointed run's plan."
+def plan_run(checkpoint=None, resume=False, run=None, **given):
+    "The run's settings: `given` (None = not given) over `DEFAULTS`, or, when resuming, the checkpointed run's plan (`run`: its `run.json`, if read)."
     if not resume:
         held = [f for f in ('last.pt', 'best.pt', 'run.json') if checkpoint is not None and (Path(checkpoint) / f).exists()]
         if held: raise FileExistsError(f"--checkpoint {checkpoint} already holds a run ({', '.join(held)}), which a new run would "
@@ -157,7 +167,7 @@ def plan_run(checkpoint=None, resume=False, **given):
     last, plan_file = Path(checkpoint) / 'last.pt', Path(checkpoint) / 'run.json'
     if not last.exists() or not plan_file.exists():
         raise FileNotFoundError(f"--resume: there is no checkpointed run to resume in {checkpoint} (last.pt or run.json is missing).")
-    plan = {k: v for k, v in _read_run(plan_file).items() if k in DEFAULTS}
+    plan = {k: v for k, v in (run if run is not None else _read_run(plan_file)).items() if k in DEFAULTS}
     clash = [f'{k}={given[k]} (the run has {plan[k]})' for k in plan if given.get(k) is not None and given[k] != plan[k]]
     if clash: raise ValueError(f"--resume continues the run in {checkpoint} as it was planned; these settings differ: {', '.join(clash)}.")
     return plan, last
@@ -177,9 +187,8 @@ def _data_arg(data):
     path = Path(data).expanduser()
     return str(path.resolve()) if path.exists() else str(data)
 
-def _resumed_data(checkpoint, data):
-    "`(data, source)` of the run checkpointed in `checkpoint`: a resumed run trains on the data the run trained on."
-    run = _read_run(Path(checkpoint) / 'run.json')
+def _resumed_data(checkpoint, run, data):
+    "`(data, source)` of the run checkpointed in `checkpoint` (`run`: its `run.json`): a resumed run trains on the data it trained on."
     if 'data' not in run: return data, None  # a plan written before run.json recorded the data
     if data is not None and _data_arg(data) != run['data']:
         raise ValueError(f"--resume continues the run in {checkpoint} on its own data, {run.get('source', run['data'])}, "
@@ -200,16 +209,17 @@ def _check_outputs(checkpoint, metrics_json, plot):
         raise ValueError(f"--plot {plot}: can't save a plot as {plot.suffix}: use one of {', '.join('.' + k for k in formats)}.")
     return plot
 
-# %% ../nbs/09_cli.ipynb #03ae889d
+# %% ../nbs/09_cli.ipynb #1bac9bed
 def train(data=None, epochs=None, bs=None, lr=None, lr_find=False, augment=None, fast=None, checkpoint=None,
           resume=False, metrics_json=None, plot=None, seed=None, show_progress=True, extra_subs=(), log=print):
     "Train the recipe on Fashion-MNIST (settings left None take `DEFAULTS`) and return the final metrics, epochs and wall seconds."
     t0 = time.perf_counter()
     if lr_find and lr is not None: raise ValueError("--lr-find picks the lr itself: give --lr or --lr-find, not both.")
     plot = _check_outputs(checkpoint, metrics_json, plot)
-    plan, resume_from = plan_run(checkpoint, resume, epochs=epochs, bs=bs, lr=lr, augment=augment, fast=fast, seed=seed)
+    run = _read_run(Path(checkpoint) / 'run.json') if resume and checkpoint and Path(checkpoint, 'run.json').exists() else None
+    plan, resume_from = plan_run(checkpoint, resume, run, epochs=epochs, bs=bs, lr=lr, augment=augment, fast=fast, seed=seed)
     run_source = None
-    if resume_from: data, run_source = _resumed_data(checkpoint, data)
+    if resume_from: data, run_source = _resumed_data(checkpoint, run, data)
     dd, source = load_data(data, log=log)
     if run_source is not None and data is None and source != run_source:
         raise ValueError(f"--resume: the run in {checkpoint} trained on {run_source}, but here the data is {source}: "

@@ -7,12 +7,13 @@ __all__ = ['EVENTS', 'device', 'CancelFitException', 'CancelEpochException', 'Ca
            'Subscriber', 'check_subs', 'Learner', 'MetricsS', 'default_device', 'to_device', 'DeviceS', 'ProgressS',
            'LRFindS', 'MomentumLearner']
 
-# %% ../nbs/02_learner.ipynb #47f67d18
+# %% ../nbs/02_learner.ipynb #9939243f
 import math
 import numbers
 import operator
 import sys
 import time
+import warnings
 from copy import copy, deepcopy
 
 import torch
@@ -358,7 +359,7 @@ def _format_time(t):
     m, s = divmod(int(t), 60)
     return f'{m:02d}:{s:02d}'
 
-# %% ../nbs/02_learner.ipynb #787f5561
+# %% ../nbs/02_learner.ipynb #8f30ccba
 class LRFindS(Subscriber):
     "Learning-rate range test: grows the lr by `mult` each batch until the loss explodes, then restores the model."
     order = 5
@@ -400,10 +401,32 @@ class LRFindS(Subscriber):
         return self.lrs[self._smoothed_min()[1]] if getattr(self, 'lrs', None) else None
 
     @property
+    def exploded(self):
+        "Whether the search ended as it should, the last loss past `stop_factor` times the lowest before it (or not finite)."
+        if len(getattr(self, 'losses', [])) < 2: return False
+        last = self.losses[-1]
+        return not math.isfinite(last) or last > self.stop_factor * min(self.losses[:-1])
+
+    @property
+    def trouble(self):
+        "What makes this search's suggestion doubtful or impossible, in words; None when there is nothing to say."
+        minimum = self.minimum
+        if minimum is None: return None
+        if minimum / 10 < self.lrs[0]:
+            return (f"the smoothed loss was lowest at lr {minimum:.2g}, less than ten times the first lr searched "
+                    f"({self.lrs[0]:.2g}): the loss hardly fell, so there is no lr to suggest (a model already trained? "
+                    "labels that don't match the inputs?). Search again from a lower lr, or choose one yourself.")
+        if not self.exploded:
+            return (f"the search ran out of batches at lr {self.lrs[-1]:.2g} before the loss turned up, so its minimum may lie "
+                    "further on and the suggestion may be too low: search for more epochs, or with a larger `mult`.")
+
+    @property
     def suggestion(self):
         "A tenth of `minimum`: an lr on the descent, and a peak for a one-cycle schedule; None before a search."
-        minimum = self.minimum
-        return None if minimum is None else minimum / 10
+        minimum, trouble = self.minimum, self.trouble
+        if trouble: warnings.warn(f"LRFindS: {trouble}", stacklevel=2)
+        if minimum is None or minimum / 10 < self.lrs[0]: return None
+        return minimum / 10
 
     @property
     def steepest(self):
@@ -423,9 +446,11 @@ class LRFindS(Subscriber):
         ax.plot(self.lrs[:n], self.losses[:n])
         ax.set_xscale('log'); ax.set_xlabel('learning rate (log scale)'); ax.set_ylabel('training loss')
         ax.set_title('Learning-rate finder')
-        if self.suggestion is not None:
+        if self.minimum is not None:
             ax.axvline(self.minimum, color='C2', linestyle=':', label=f'minimum: {self.minimum:.2g}')
-            ax.axvline(self.suggestion, color='C1', linestyle='--', label=f'suggestion: {self.suggestion:.2g}')
+            suggestion = self.suggestion
+            if suggestion is not None:
+                ax.axvline(suggestion, color='C1', linestyle='--', label=f'suggestion: {suggestion:.2g}')
             ax.legend()
         return ax
 

@@ -283,7 +283,7 @@ def test_lr_finder_benchmark_reports_the_search_the_command_runs():
     from bench_lr_finder import search
     from nntrain.dataloaders import load_fashion_mnist_sample
     res = search(load_fashion_mnist_sample(), seed=1)
-    assert res['suggestion'] == pytest.approx(res['minimum'] / 10)
+    assert res['suggestion'] == pytest.approx(res['minimum'] / 10) and res['trouble'] is None
     assert res['lrs'][0] == pytest.approx(1e-6) and res['lrs'] == sorted(res['lrs']) and len(res['lrs']) == len(res['losses'])
     assert res['minimum'] in res['lrs'] and res['steepest'] in res['lrs'] and res['steepest'] <= res['minimum']
     assert search(load_fashion_mnist_sample(), seed=1)['losses'] == res['losses']  # seeded: the same search again
