@@ -8,7 +8,7 @@ __all__ = ['RECIPE', 'FASHION_MNIST_STATS', 'conv_conn', 'ResBlock', 'resnet', '
            'MixedPrecisionS', 'ChannelsLastS', 'CompileS', 'CPUAllocatorS', 'fast_path', 'recipe_augmentation',
            'recipe_loss', 'recipe_optimizer']
 
-# %% ../nbs/05_resnet.ipynb #0e6802f6
+# %% ../nbs/05_resnet.ipynb #d8f8ce7a
 import ctypes
 import math
 import os
@@ -20,6 +20,7 @@ from functools import partial
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
 
 from .activations import Hook, conv_block
 from .learner import CancelFitException, Subscriber
@@ -126,10 +127,11 @@ def module_macs(module, inputs, output, kwargs=None):
         return _per_sample(x, n)                                # every input element is read once
     return 0  # activations, reshapes, dropout, …: elementwise, no multiply-accumulates
 
-# %% ../nbs/05_resnet.ipynb #66f3fb29
+# %% ../nbs/05_resnet.ipynb #7dd62edc
 class ModelMonitorS(Subscriber):
     """Runs the forward pass of one training batch, records each of `modules`' input and output shape, parameters and
-    MACs per sample (counted from the leaf layers that actually ran), then cancels the fit; `repr` shows the table."""
+    MACs per sample (counted from the leaf layers that actually ran), then cancels the fit; `repr` shows the table.
+    It warns when torch's operator-level count (`torch_macs`) finds products outside those layers."""
     order = 100  # the last to see the batch: measure the model as the other subscribers prepared it
     def __init__(self, modules=None):
         if modules is not None:
@@ -142,7 +144,7 @@ class ModelMonitorS(Subscriber):
 
     def before_fit(self, learn):
         self.remove()
-        self.rows, self._leaf_macs, self._shapes = [], {}, {}
+        self.rows, self._leaf_macs, self._shapes, self.torch_macs, self._flops = [], {}, {}, None, None
         self._modules = (list(learn.model.children()) or [learn.model]) if self.modules is None else self.modules
         self._counted = [learn.model] if self.modules is None else self._modules  # the total: the whole model by default
         self._buffers = [b.detach().clone() for b in learn.model.buffers()]  # BatchNorm's running statistics
@@ -157,8 +159,21 @@ class ModelMonitorS(Subscriber):
         if module.training:
             self._leaf_macs[id(module)] = self._leaf_macs.get(id(module), 0) + module_macs(module, inputs, output, kwargs)
 
+    def before_batch(self, learn):
+        if learn.training and self.modules is None and self._flops is None:  # the operator count covers the whole model
+            self._flops = FlopCounterMode(display=False)
+            self._flops.__enter__()
+
+    def _stop_flop_counter(self):
+        "Close the operator-level count, if open, and return its total FLOPs (None when none ran)."
+        flops, self._flops = self._flops, None
+        if flops is None: return None
+        flops.__exit__(None, None, None)
+        return flops.get_total_flops()
+
     def after_predict(self, learn):
         if not learn.training: return
+        flops = self._stop_flop_counter()
         self.rows = []
         for i, m in enumerate(self._modules):
             own = {id(l) for l in mac_layers(m)}
@@ -168,9 +183,21 @@ class ModelMonitorS(Subscriber):
                                   macs=sum(self._leaf_macs.get(l, 0) for l in own)))
         self.total_macs = sum(self._leaf_macs.get(id(l), 0) for l in mac_layers(self._modules))
         self.total_params = sum(p.numel() for p in {id(p): p for m in self._counted for p in m.parameters()}.values())
+        x = learn.batch[0]
+        if flops is not None and isinstance(x, torch.Tensor) and len(x): self._check_unhooked(flops / 2 / len(x))
         raise CancelFitException()  # one forward pass is all it takes: no step, the weights stay as they were
 
+    def _check_unhooked(self, torch_macs):
+        "Keep the operator-level count, and warn when it finds products outside the layers the table counts."
+        self.torch_macs = round(torch_macs)
+        if self.torch_macs > 1.02 * self.total_macs:
+            warnings.warn(f"ModelMonitorS: torch.utils.flop_counter counts {self.torch_macs:,} MACs/sample of matrix products and "
+                          f"convolutions in this forward pass, more than the {self.total_macs:,} the monitor found in layers: "
+                          "the rest runs outside layers (a product written in a forward, such as x @ w, F.linear or "
+                          "torch.einsum), where no hook sees it, so the table misses it.", stacklevel=2)
+
     def after_fit(self, learn):
+        self._stop_flop_counter()  # a fit that failed between before_batch and after_predict
         self.remove()
         with torch.no_grad():
             for b, saved in zip(learn.model.buffers(), self._buffers): b.copy_(saved)
