@@ -4,8 +4,8 @@
 
 # %% auto #0
 __all__ = ['EVENTS', 'device', 'CancelFitException', 'CancelEpochException', 'CancelBatchException', 'NonFiniteLossError',
-           'Subscriber', 'check_subs', 'Learner', 'MetricsS', 'default_device', 'to_device', 'DeviceS', 'ProgressS',
-           'LRFindS', 'MomentumLearner']
+           'Subscriber', 'check_subs', 'Learner', 'MetricsS', 'BatchAverage', 'default_device', 'to_device', 'DeviceS',
+           'ProgressS', 'LRFindS', 'MomentumLearner']
 
 # %% ../nbs/02_learner.ipynb #9939243f
 import math
@@ -120,8 +120,9 @@ class Learner:
         "Call `event` on every subscriber of the current fit that handles it, in `order`."
         for handler in self._handlers[event]: handler(self)
 
-# %% ../nbs/02_learner.ipynb #ab95dcfa
+# %% ../nbs/02_learner.ipynb #94adf9f8
 def _check_fit_args(self, n_epochs, train, valid):
+    _check_parts(self.model, self.loss_fn, self.optim_class)
     if isinstance(n_epochs, bool) or not isinstance(n_epochs, numbers.Integral):
         raise TypeError(f"n_epochs must be an int (a whole number), got {n_epochs!r}.")
     if n_epochs < 0: raise ValueError(f"n_epochs must be 0 or more, got {n_epochs}.")
@@ -132,6 +133,18 @@ def _check_fit_args(self, n_epochs, train, valid):
     if train and _known_len(self.dls.train) == 0:
         raise ValueError("The training data is empty (dls.train has no batches): check the dataset and that "
                          "batch_size is not larger than the dataset with drop_last=True.")
+
+def _check_parts(model, loss_fn, optim_class):
+    "Refuse, with the fix, a model that is not a module, a loss that can't be called, or an optimizer made already."
+    if not isinstance(model, torch.nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module (the learner trains its parameters), got {type(model).__name__}: "
+                        "put the computation in an nn.Module's forward.")
+    if isinstance(optim_class, torch.optim.Optimizer):
+        name = type(optim_class).__name__
+        raise TypeError(f"optim_class is an optimizer already made ({name}); the learner makes a fresh one each fit, from "
+                        f"the model's parameters and the lr: pass the class, {name}, or functools.partial({name}, ...) for options.")
+    for what, f in (('optim_class', optim_class), ('loss_fn', loss_fn)):
+        if not callable(f): raise TypeError(f"{what} must be callable, got {f!r}.")
 
 def _known_len(iterable):
     try: return len(iterable)
@@ -174,7 +187,7 @@ def _run_epoch(self, training):
 
 Learner._run_epoch = _run_epoch
 
-# %% ../nbs/02_learner.ipynb #1cb2f655
+# %% ../nbs/02_learner.ipynb #cf0d0acb
 def _run_batch(self):
     h = self._handlers
     made = 0  # what this batch has replaced so far: 1 = preds, 2 = preds and loss
@@ -182,7 +195,11 @@ def _run_batch(self):
         for f in h['before_batch']: f(self)
         self.predict(); made = 1
         for f in h['after_predict']: f(self)
-        self.get_loss(); made = 2
+        try: self.get_loss()
+        except Exception as e:
+            _note_loss_inputs(self, e)
+            raise
+        made = 2
         for f in h['after_loss']: f(self)
         if self.model.training:
             if self.check_finite: self._check_loss_finite()
@@ -197,6 +214,23 @@ def _run_batch(self):
     try:
         for f in h['after_batch']: f(self)
     except CancelBatchException: pass
+
+def _note_loss_inputs(self, e):
+    "Add a note to `e`, raised by the loss function, on what it was given (a cancel passes untouched)."
+    if isinstance(e, (CancelBatchException, CancelEpochException, CancelFitException)): return
+    preds, target = self.preds, self.batch[1] if len(self.batch) > 1 else None
+    note = f"nntrain: the loss {_name(self.loss_fn)} failed on preds {_describe(preds)} and targets {_describe(target)}"
+    if isinstance(target, torch.Tensor) and isinstance(preds, torch.Tensor) and target.is_floating_point() \
+       and target.shape == preds.shape:
+        note += (": targets of the predictions' shape are class probabilities (MixUpS and CutMixS make them), and the "
+                 "loss must take those, as F.cross_entropy and nn.CrossEntropyLoss do")
+    e.add_note(note + '.')
+
+def _describe(x): return f'{str(x.dtype).replace("torch.", "")} {tuple(x.shape)}' if isinstance(x, torch.Tensor) else type(x).__name__
+def _name(f):
+    "A function's name, a partial's function's, or else the object's class name."
+    if callable(getattr(f, 'func', None)): return _name(f.func)  # functools.partial
+    return getattr(f, '__qualname__', None) or type(f).__name__
 
 def _check_loss_finite(self):
     loss = self.loss
@@ -234,7 +268,7 @@ def _publish_after_fit(self, error=None):
 
 Learner._publish_after_fit = _publish_after_fit
 
-# %% ../nbs/02_learner.ipynb #11023983
+# %% ../nbs/02_learner.ipynb #1f5a2755
 def _scalar(x):
     return x.item() if isinstance(x, torch.Tensor) and x.numel() == 1 else x
 
@@ -242,6 +276,7 @@ class MetricsS(Subscriber):
     "Tracks the loss (batch-size weighted) and `metrics` per epoch, and logs a row per epoch and mode."
     order = 0
     def __init__(self, **metrics):
+        for name, m in metrics.items(): _check_metric(name, m)
         self.metrics = metrics
         self.rows = []  # every logged row of the current fit
 
@@ -281,6 +316,34 @@ class MetricsS(Subscriber):
         print(*(_fmt(v) for v in row.values()), sep='\t')
 
 def _fmt(v): return f'{v:.3f}' if isinstance(v, float) else str(v)
+
+def _check_metric(name, m):
+    "Refuse, with the fix, a metric that lacks `update`, `compute` or `reset` (a class, or a plain function)."
+    if isinstance(m, type):
+        raise TypeError(f"metric {name!r} is the class {m.__name__}: pass an instance, {m.__name__}(...).")
+    missing = [f for f in ('update', 'compute', 'reset') if not callable(getattr(m, f, None))]
+    if missing:
+        raise TypeError(f"metric {name!r} ({type(m).__name__}) has no {', '.join(missing)}: MetricsS takes metrics with "
+                        "update(preds, targets), compute() and reset(), such as torcheval.metrics.MulticlassAccuracy(); "
+                        "for a function of (preds, targets) that is a mean over samples, pass BatchAverage(function).")
+
+# %% ../nbs/02_learner.ipynb #9d4ec5bd
+class BatchAverage:
+    "A metric from `fn(preds, targets)`, a mean over a batch's samples: the epoch's value is the batch means weighted by batch size."
+    def __init__(self, fn):
+        if not callable(fn): raise TypeError(f"BatchAverage needs a function of (preds, targets), got {fn!r}.")
+        self.fn = fn
+        self.reset()
+
+    def reset(self): self._sum, self._count = 0., 0
+    def update(self, preds, targets):
+        n = len(targets)
+        self._sum = self._sum + torch.as_tensor(self.fn(preds, targets)).detach().float() * n  # stays on the batch's device
+        self._count += n
+    def compute(self):
+        "The mean over every sample seen since `reset` (nan before any)."
+        return self._sum / self._count if self._count else torch.tensor(float('nan'))
+    def __repr__(self): return f'BatchAverage({_name(self.fn)})'
 
 # %% ../nbs/02_learner.ipynb #d1a85a74
 def default_device():
