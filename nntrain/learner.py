@@ -422,7 +422,7 @@ def _format_time(t):
     m, s = divmod(int(t), 60)
     return f'{m:02d}:{s:02d}'
 
-# %% ../nbs/02_learner.ipynb #8f30ccba
+# %% ../nbs/02_learner.ipynb #b4ce0fc0
 class LRFindS(Subscriber):
     "Learning-rate range test: grows the lr by `mult` each batch until the loss explodes, then restores the model."
     order = 5
@@ -470,15 +470,19 @@ class LRFindS(Subscriber):
         last = self.losses[-1]
         return not math.isfinite(last) or last > self.stop_factor * min(self.losses[:-1])
 
+    def _below_range(self, minimum):
+        "Whether a tenth of `minimum` lies below the lrs searched."
+        return minimum / 10 < self.lrs[0]
+
     @property
     def trouble(self):
         "What makes this search's suggestion doubtful or impossible, in words; None when there is nothing to say."
         minimum = self.minimum
         if minimum is None: return None
-        if minimum / 10 < self.lrs[0]:
+        if self._below_range(minimum):
             return (f"the smoothed loss was lowest at lr {minimum:.2g}, less than ten times the first lr searched "
                     f"({self.lrs[0]:.2g}): the loss hardly fell, so there is no lr to suggest (a model already trained? "
-                    "labels that don't match the inputs?). Search again from a lower lr, or choose one yourself.")
+                    "a first lr already too high?). Search again from a lower lr, or choose one yourself.")
         if not self.exploded:
             return (f"the search ran out of batches at lr {self.lrs[-1]:.2g} before the loss turned up, so its minimum may lie "
                     "further on and the suggestion may be too low: search for more epochs, or with a larger `mult`.")
@@ -488,7 +492,7 @@ class LRFindS(Subscriber):
         "A tenth of `minimum`: an lr on the descent, and a peak for a one-cycle schedule; None before a search."
         minimum, trouble = self.minimum, self.trouble
         if trouble: warnings.warn(f"LRFindS: {trouble}", stacklevel=2)
-        if minimum is None or minimum / 10 < self.lrs[0]: return None
+        if minimum is None or self._below_range(minimum): return None
         return minimum / 10
 
     @property
