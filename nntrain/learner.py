@@ -422,7 +422,7 @@ def _format_time(t):
     m, s = divmod(int(t), 60)
     return f'{m:02d}:{s:02d}'
 
-# %% ../nbs/02_learner.ipynb #b4ce0fc0
+# %% ../nbs/02_learner.ipynb #c441a4c6
 class LRFindS(Subscriber):
     "Learning-rate range test: grows the lr by `mult` each batch until the loss explodes, then restores the model."
     order = 5
@@ -442,7 +442,7 @@ class LRFindS(Subscriber):
         loss = learn.loss.detach().item()
         self.lrs.append(learn.opt.param_groups[0]['lr'])
         self.losses.append(loss)
-        if not math.isfinite(loss) or loss > self.stop_factor * self.min_loss: raise CancelFitException()
+        if self._past_stop(loss, self.min_loss): raise CancelFitException()
         self.min_loss = min(self.min_loss, loss)
         for g in learn.opt.param_groups: g['lr'] *= self.mult
 
@@ -467,8 +467,11 @@ class LRFindS(Subscriber):
     def exploded(self):
         "Whether the search ended as it should, the last loss past `stop_factor` times the lowest before it (or not finite)."
         if len(getattr(self, 'losses', [])) < 2: return False
-        last = self.losses[-1]
-        return not math.isfinite(last) or last > self.stop_factor * min(self.losses[:-1])
+        return self._past_stop(self.losses[-1], min(self.losses[:-1]))
+
+    def _past_stop(self, loss, lowest):
+        "The rule that ends a search: `loss` is not finite, or past `stop_factor` times the `lowest` before it."
+        return not math.isfinite(loss) or loss > self.stop_factor * lowest
 
     def _below_range(self, minimum):
         "Whether a tenth of `minimum` lies below the lrs searched."
