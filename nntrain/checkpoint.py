@@ -76,7 +76,7 @@ def stateful_subs(subs):
         out[key] = s
     return out
 
-# %% ../nbs/06_checkpoint.ipynb #383329d8
+# %% ../nbs/06_checkpoint.ipynb #e84af902
 CHECKPOINT_FORMAT = 'nntrain-checkpoint'
 CHECKPOINT_FORMAT_VERSION = 1
 
@@ -93,6 +93,7 @@ def checkpoint_state(learn):
             'optimizer_class': type(learn.opt).__name__, 'optimizer_qualname': _qualname(type(learn.opt)),
             'optimizer': learn.opt.state_dict(),
             'subscribers': {k: s.state_dict() for k, s in stateful_subs(getattr(learn, 'active_subs', learn.subs)).items()},
+            'grads': {k: p.grad.detach().clone() for k, p in learn.model.named_parameters() if p.grad is not None},
             'rng': get_rng_states()}
 
 # %% ../nbs/06_checkpoint.ipynb #cbfe5796
@@ -218,7 +219,7 @@ def load_model(path, model, strict=True, weights_only=True):
     model.load_state_dict(ckpt['model'], strict=strict)
     return model.eval()
 
-# %% ../nbs/06_checkpoint.ipynb #2dacfd36
+# %% ../nbs/06_checkpoint.ipynb #49868f12
 class Resume:
     "Continues a fit from checkpoint `path`: `Learner.fit(resume_from=path)` builds it before `before_fit` and calls `restore` after."
     def __init__(self, learn, path, n_epochs, weights_only=True):
@@ -234,6 +235,7 @@ class Resume:
         learn.model.load_state_dict(ckpt['model'])
         self._load_subs(learn, ckpt['subscribers'])
         self.start_epoch, self.optimizer, self.rng = done, ckpt['optimizer'], ckpt['rng']
+        self.grads = ckpt.get('grads', {})  # files written before gradients were kept have none
 
     def _check_optimizer(self, cls):
         "Fail unless `cls` (a class, or a partial of one; other callables can't be checked) is the run's optimizer class."
@@ -256,14 +258,17 @@ class Resume:
             if k in saved: s.load_state_dict(saved[k])
 
     def restore(self, learn):
-        "After `before_fit`: load the optimizer's state, then the random generators' (last)."
+        "After `before_fit`: load the optimizer's state and the kept gradients, then the random generators' (last)."
         self._check_optimizer(type(learn.opt))
         try: learn.opt.load_state_dict(self.optimizer)
         except (ValueError, KeyError) as e:
             raise CheckpointError(f"The optimizer state in {self.path} doesn't fit this learner's optimizer ({e}). Use the "
                                   "same optimizer and parameter groups as the run that wrote it.") from e
+        params = dict(learn.model.named_parameters())
+        for k, g in self.grads.items():  # on the parameter's device, dtype and memory layout
+            params[k].grad = torch.empty_like(params[k]).copy_(g)
         set_rng_states(self.rng)
-        self.optimizer = self.rng = None  # free the memory
+        self.optimizer = self.rng = self.grads = None  # free the memory
 
 # %% ../nbs/06_checkpoint.ipynb #4dc9c3c3
 def _check_mode(mode):
@@ -496,7 +501,7 @@ class EarlyStoppingS(Subscriber):
     def state_dict(self): return {k: getattr(self, k) for k in ('best', 'best_epoch', 'wait', 'stopped_epoch')}
     def load_state_dict(self, state): self._loaded = dict(state)  # applied by the next before_fit
 
-# %% ../nbs/06_checkpoint.ipynb #7f0693f1
+# %% ../nbs/06_checkpoint.ipynb #0f0eab7a
 class GradAccumS(Subscriber):
     "Accumulates the gradients of `n_batches` batches and steps once: training with batches `n_batches` times larger."
     order = 40
@@ -506,7 +511,6 @@ class GradAccumS(Subscriber):
         self.n_batches, self.group_size, self._loaded = n_batches, None, None
 
     def before_fit(self, learn):
-        learn.opt.zero_grad()  # start from clean gradients whatever the last fit left behind
         self.group_size, self._loaded = (self._loaded or {'group_size': None})['group_size'], None
 
     def before_epoch(self, learn):

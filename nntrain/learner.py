@@ -68,7 +68,7 @@ def check_subs(subs):
                             f"one of the event methods {', '.join(EVENTS)}.")
     return subs
 
-# %% ../nbs/02_learner.ipynb #02bf99d6
+# %% ../nbs/02_learner.ipynb #f996e484
 class Learner:
     "Trains `model` on `dls` with `loss_fn` and `optim_class(params, lr)`, publishing events to `subs`."
     def __init__(self, model, dls, loss_fn=F.cross_entropy, optim_class=torch.optim.SGD, lr=0.1, subs=(),
@@ -98,6 +98,7 @@ class Learner:
         self.do_train, self.do_valid = train, valid
         self._pending_checks = []  # GPU loss checks waiting for one sync (see `_check_loss_finite`)
         self.opt = self.optim_class(self.model.parameters(), self.lr if lr is None else lr)
+        if train: _drop_grads(self.model)  # nothing of an earlier fit's last batch goes into this fit's first step
         try:
             self.publish('before_fit')
             if resume is not None: resume.restore(self)  # the optimizer (model now on its device), then RNG states
@@ -120,7 +121,7 @@ class Learner:
         "Call `event` on every subscriber of the current fit that handles it, in `order`."
         for handler in self._handlers[event]: handler(self)
 
-# %% ../nbs/02_learner.ipynb #94adf9f8
+# %% ../nbs/02_learner.ipynb #04f4b817
 def _check_fit_args(self, n_epochs, train, valid):
     _check_parts(self.model, self.loss_fn, self.optim_class)
     if isinstance(n_epochs, bool) or not isinstance(n_epochs, numbers.Integral):
@@ -146,6 +147,10 @@ def _check_parts(model, loss_fn, optim_class):
     for what, f in (('optim_class', optim_class), ('loss_fn', loss_fn)):
         if not callable(f): raise TypeError(f"{what} must be callable, got {f!r}.")
 
+def _drop_grads(model):
+    "Forget every gradient of `model`'s parameters (`.grad` None), as at the start of a training fit."
+    for p in model.parameters(): p.grad = None
+
 def _known_len(iterable):
     try: return len(iterable)
     except TypeError: return None
@@ -164,7 +169,7 @@ def _build_dispatch(self, subs):
 
 Learner._build_dispatch = _build_dispatch
 
-# %% ../nbs/02_learner.ipynb #fa40d54c
+# %% ../nbs/02_learner.ipynb #75cabb62
 def _run_epoch(self, training):
     self.model.train(training)
     self.dl = self.dls.train if training else self.dls.valid
@@ -173,7 +178,8 @@ def _run_epoch(self, training):
         try:
             self.publish('before_epoch')
             for self.iter, batch in enumerate(self.dl):
-                self.batch = list(batch)  # our own list: subscribers replace items of it, never of the data
+                # our own list, whose items subscribers replace (never the data's); a bare tensor is inputs only
+                self.batch = [batch] if isinstance(batch, torch.Tensor) else list(batch)
                 self._run_batch()
         except CancelEpochException: cancelled = True
         except CancelFitException:
@@ -187,7 +193,7 @@ def _run_epoch(self, training):
 
 Learner._run_epoch = _run_epoch
 
-# %% ../nbs/02_learner.ipynb #cf0d0acb
+# %% ../nbs/02_learner.ipynb #a0532125
 def _run_batch(self):
     h = self._handlers
     made = 0  # what this batch has replaced so far: 1 = preds, 2 = preds and loss
@@ -220,7 +226,10 @@ def _note_loss_inputs(self, e):
     if isinstance(e, (CancelBatchException, CancelEpochException, CancelFitException)): return
     preds, target = self.preds, self.batch[1] if len(self.batch) > 1 else None
     note = f"nntrain: the loss {_name(self.loss_fn)} failed on preds {_describe(preds)} and targets {_describe(target)}"
-    if isinstance(target, torch.Tensor) and isinstance(preds, torch.Tensor) and target.is_floating_point() \
+    if len(self.batch) < 2:
+        note += (": the batch holds inputs only, and training and evaluation need (inputs, targets) batches "
+                 "(get_preds predicts on inputs alone)")
+    elif isinstance(target, torch.Tensor) and isinstance(preds, torch.Tensor) and target.is_floating_point() \
        and target.shape == preds.shape:
         note += (": targets of the predictions' shape are class probabilities (MixUpS and CutMixS make them), and the "
                  "loss must take those, as F.cross_entropy and nn.CrossEntropyLoss do")
@@ -268,7 +277,7 @@ def _publish_after_fit(self, error=None):
 
 Learner._publish_after_fit = _publish_after_fit
 
-# %% ../nbs/02_learner.ipynb #1f5a2755
+# %% ../nbs/02_learner.ipynb #d3848672
 def _scalar(x):
     return x.item() if isinstance(x, torch.Tensor) and x.numel() == 1 else x
 
@@ -294,7 +303,7 @@ class MetricsS(Subscriber):
         y, n = learn.batch[1], len(learn.batch[1])
         preds = learn.preds.detach()
         for m in self.metrics.values(): m.update(preds, y)
-        self._loss_sum = self._loss_sum + learn.loss.detach() * n
+        self._loss_sum = self._loss_sum + _at_least_fp32(learn.loss.detach()) * n
         self._count += n
 
     def after_epoch(self, learn):
@@ -316,6 +325,10 @@ class MetricsS(Subscriber):
         print(*(_fmt(v) for v in row.values()), sep='\t')
 
 def _fmt(v): return f'{v:.3f}' if isinstance(v, float) else str(v)
+
+def _at_least_fp32(t):
+    "`t` in fp32 if it is in half precision: a sum of fp16 losses over an epoch overflows (65504 is its largest value)."
+    return t.float() if t.dtype in (torch.float16, torch.bfloat16) else t
 
 def _check_metric(name, m):
     "Refuse, with the fix, a metric that lacks `update`, `compute` or `reset` (a class, or a plain function)."
@@ -422,7 +435,7 @@ def _format_time(t):
     m, s = divmod(int(t), 60)
     return f'{m:02d}:{s:02d}'
 
-# %% ../nbs/02_learner.ipynb #c441a4c6
+# %% ../nbs/02_learner.ipynb #1a9b356c
 class LRFindS(Subscriber):
     "Learning-rate range test: grows the lr by `mult` each batch until the loss explodes, then restores the model."
     order = 5
@@ -451,6 +464,7 @@ class LRFindS(Subscriber):
         if saved is None: return  # the fit ended before our before_fit: nothing to put back (and no older state!)
         learn.model.load_state_dict(saved[0])
         learn.opt.load_state_dict(saved[1])
+        _drop_grads(learn.model)  # the last, high-lr batch's gradients are no part of the model we give back
         learn.check_finite = self._check_finite
 
     def _smoothed_min(self):
@@ -532,7 +546,7 @@ def _smooth(xs, beta=0.9):
         out.append(avg / (1 - beta ** (i + 1)))
     return out
 
-# %% ../nbs/02_learner.ipynb #d28d5201
+# %% ../nbs/02_learner.ipynb #46795ec4
 class _CollectPreds(Subscriber):
     "Keeps each evaluation batch's predictions (floats as fp32) and targets, on the CPU, for `Learner.get_preds`."
     order = 1000  # after every subscriber that changes the predictions
@@ -541,7 +555,23 @@ class _CollectPreds(Subscriber):
         if learn.preds is None: return
         p = learn.preds.detach()
         self.preds.append((p.float() if p.is_floating_point() else p).cpu())
-        self.targets.append(learn.batch[1].detach().cpu())
+        if len(learn.batch) > 1: self.targets.append(learn.batch[1].detach().cpu())
+
+    def result(self):
+        "`(preds, targets)`, the targets None when the batches held inputs only."
+        if not self.preds: raise ValueError("get_preds: the data yielded no batches.")
+        if self.targets and len(self.targets) != len(self.preds):
+            raise ValueError("get_preds: some batches hold targets and some don't: give every batch (inputs, targets), "
+                             "or inputs only.")
+        return torch.cat(self.preds), torch.cat(self.targets) if self.targets else None
+
+def _loss_if_labelled(learn):
+    "`learn.get_loss`, skipped (the loss None) for a batch of inputs only, for `get_preds` on unlabelled data."
+    get_loss = learn.get_loss
+    def get_loss_if_labelled():
+        if len(learn.batch) > 1: get_loss()
+        else: learn.loss = None
+    return get_loss_if_labelled
 
 class _OnlyValid:
     "The `dls` of the learner copy that `get_preds` runs: no training data, `dl` to evaluate."
@@ -549,17 +579,17 @@ class _OnlyValid:
 
 @patch
 def get_preds(self: Learner, dl=None, subs=()):
-    "`(preds, targets)` over `dl` (default: the validation data), on the CPU, through the `for_inference` subscribers (and `subs`)."
+    "`(preds, targets)` over `dl` (default: the validation data), on the CPU, through the `for_inference` subscribers (and `subs`); targets None for inputs-only batches."
     dl = getattr(self.dls, 'valid', None) if dl is None else dl
     if dl is None: raise ValueError("get_preds has no data: pass dl=..., or give the learner DataLoaders(train, valid).")
     collect, was_training = _CollectPreds(), self.model.training
     prepare = [s for s in self.subs if getattr(s, 'for_inference', False)] + check_subs(subs)
     evaluator = copy(self)  # its class's own predict and get_loss, and fit's attributes set on it, not on this learner
     evaluator.dls, evaluator.subs = _OnlyValid(dl), prepare + [collect]
+    evaluator.get_loss = _loss_if_labelled(evaluator)
     try: evaluator.fit(1, train=False)
     finally: self.model.train(was_training)
-    if not collect.preds: raise ValueError("get_preds: the data yielded no batches.")
-    return torch.cat(collect.preds), torch.cat(collect.targets)
+    return collect.result()
 
 # %% ../nbs/02_learner.ipynb #99c57295
 class MomentumLearner(Learner):
