@@ -310,7 +310,9 @@ class InMemoryLoader:
         return (f"{type(self).__name__}(n={self.n}, batch_size={self.batch_size}, shuffle={self.shuffle}, "
                 f"drop_last={self.drop_last}, device={self.device})")
 
-# %% ../nbs/01_dataloaders.ipynb #b55cfbe0
+# %% ../nbs/01_dataloaders.ipynb #4fe87592
+_TRAIN_ONLY = ('sampler', 'generator')  # DataLoader options that choose the training order: the validation set is read whole, in order
+
 class DataLoaders:
     "A training and a validation loader: any two iterables of batches, as attributes `train` and `valid`."
     def __init__(self, train, valid): self.train, self.valid = train, valid
@@ -319,8 +321,13 @@ class DataLoaders:
 
     @classmethod
     def from_dsets(cls, train_ds, valid_ds, batch_size, drop_last=False, shuffle=True, **kwargs):
-        "Torch `DataLoader`s for torch datasets: `train_ds` shuffled unless `shuffle=False` (`drop_last`: without its short last batch), `valid_ds` in order, whole, with twice the batch size; `kwargs` go to `DataLoader`."
-        return cls(DataLoader(train_ds, batch_size, shuffle=shuffle, drop_last=drop_last, **kwargs),
+        "Torch `DataLoader`s for torch datasets: `train_ds` shuffled unless `shuffle=False` or drawn by a `sampler` (`drop_last`: without its short last batch), `valid_ds` in order, whole, with twice the batch size; `kwargs` go to `DataLoader` (`sampler` and `generator` to the training one only)."
+        if 'batch_sampler' in kwargs:
+            raise TypeError("from_dsets sets batch_size, shuffle and drop_last, which a batch_sampler replaces: build the "
+                            "loaders yourself, DataLoaders(DataLoader(train_ds, batch_sampler=...), DataLoader(valid_ds, ...)).")
+        train_only = {k: kwargs.pop(k) for k in _TRAIN_ONLY if k in kwargs}
+        if train_only.get('sampler') is not None: shuffle = False  # the sampler decides the order
+        return cls(DataLoader(train_ds, batch_size, shuffle=shuffle, drop_last=drop_last, **train_only, **kwargs),
                    DataLoader(valid_ds, batch_size * 2, shuffle=False, **kwargs))
 
     @classmethod

@@ -127,7 +127,7 @@ def module_macs(module, inputs, output, kwargs=None):
         return _per_sample(x, n)                                # every input element is read once
     return 0  # activations, reshapes, dropout, …: elementwise, no multiply-accumulates
 
-# %% ../nbs/05_resnet.ipynb #7dd62edc
+# %% ../nbs/05_resnet.ipynb #4850230a
 class ModelMonitorS(Subscriber):
     """Runs the forward pass of one training batch, records each of `modules`' input and output shape, parameters and
     MACs per sample (counted from the leaf layers that actually ran), then cancels the fit; `repr` shows the table.
@@ -148,6 +148,7 @@ class ModelMonitorS(Subscriber):
         self._modules = (list(learn.model.children()) or [learn.model]) if self.modules is None else self.modules
         self._counted = [learn.model] if self.modules is None else self._modules  # the total: the whole model by default
         self._buffers = [b.detach().clone() for b in learn.model.buffers()]  # BatchNorm's running statistics
+        self._modes = [(m, m.training) for m in learn.model.modules()]      # the fit sets train mode; we put each back
         self.hooks = [Hook(i, m, self._record_shapes) for i, m in enumerate(self._modules)]
         self.hooks += [l.register_forward_hook(self._record_macs, with_kwargs=True) for l in mac_layers(self._modules)]
 
@@ -201,7 +202,8 @@ class ModelMonitorS(Subscriber):
         self.remove()
         with torch.no_grad():
             for b, saved in zip(learn.model.buffers(), self._buffers): b.copy_(saved)
-        self._buffers = []
+        for m, training in getattr(self, '_modes', []): m.training = training
+        self._buffers, self._modes = [], []
 
     def remove(self):
         "Remove the hooks from the modules (the recorded table stays)."
