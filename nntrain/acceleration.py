@@ -29,8 +29,12 @@ def check_hyperparameters(name, group):
         b = group['betas']
         if len(b) != 2 or not all(0 <= x < 1 for x in b): bad('betas', 'a pair (beta1, beta2) with each in [0, 1)')
 
-# %% ../nbs/04_acceleration.ipynb #6398df4a
+# %% ../nbs/04_acceleration.ipynb #9a156aad
 _FOREACH_DEVICES = ('cuda', 'xpu')  # where torch itself defaults to its foreach implementations
+
+def _as_real(t):
+    "A complex tensor as a real view of shape `(*t.shape, 2)` (real and imaginary parts, sharing `t`'s memory); others as they are."
+    return torch.view_as_real(t) if t.is_complex() else t
 
 class BaseOptimizer(torch.optim.Optimizer):
     """Base of nntrain's optimizers: `step` loops over the param groups and hands the parameters that have a
@@ -75,6 +79,8 @@ class BaseOptimizer(torch.optim.Optimizer):
             if any(g.is_sparse for g in grads):
                 raise RuntimeError(f"{type(self).__name__} does not support sparse gradients; use torch.optim.SparseAdam.")
             states = [self.state[p] for p in params]
+            if any(p.is_complex() for p in params):  # as pairs of reals, like torch's optimizers: |g|^2, not g*g
+                params, grads = [_as_real(p) for p in params], [_as_real(g) for g in grads]
             foreach = group['foreach']
             if foreach is None: foreach = all(p.device.type in _FOREACH_DEVICES for p in params)
             if foreach: self.update_foreach(params, grads, states, group)

@@ -5,10 +5,11 @@
 # %% auto #0
 __all__ = ['set_seed', 'Hook', 'ActivationStatsS', 'conv_block', 'cnn_layers', 'init_weights', 'NormalizationS']
 
-# %% ../nbs/03_activations.ipynb #f36c86ba
+# %% ../nbs/03_activations.ipynb #531326d1
 import math
 import os
 import random
+import warnings
 from functools import partial
 
 import numpy as np
@@ -18,11 +19,11 @@ from torch import nn
 
 from .learner import Subscriber
 
-# %% ../nbs/03_activations.ipynb #d73ae217
+# %% ../nbs/03_activations.ipynb #c2d215bf
 def set_seed(seed, deterministic=False):
     "Seed Python, NumPy and PyTorch (all devices); `deterministic=True` also makes PyTorch repeat runs exactly."
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise ValueError(f"seed must be an int >= 0, got {seed!r}.")
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**64:
+        raise ValueError(f"seed must be an int >= 0 and < 2**64 (PyTorch's seeds are 64-bit), got {seed!r}.")
     random.seed(seed)
     np.random.seed(seed % 2**32)  # NumPy only takes 32-bit seeds
     torch.manual_seed(seed)       # seeds the CPU and every CUDA device
@@ -52,21 +53,58 @@ class Hook:
     def __enter__(self): return self
     def __exit__(self, *exc_info): self.remove()
 
-# %% ../nbs/03_activations.ipynb #0fbb725c
+# %% ../nbs/03_activations.ipynb #c9ce3a49
+_CONTAINERS = (nn.ModuleList, nn.ModuleDict)  # hold modules but are never called themselves
+
+def _members(m):
+    "The modules `m` stands for: `m` itself, or for a ModuleList or ModuleDict its members (recursively)."
+    if not isinstance(m, _CONTAINERS): return [m]
+    return [x for c in (m.values() if isinstance(m, nn.ModuleDict) else m) for x in _members(c)]
+
 def _as_module_list(modules):
-    "`modules` as a non-empty list of `nn.Module`s, or a clear error."
+    "`modules` as a non-empty list of `nn.Module`s (a ModuleList or ModuleDict as its members), or a clear error."
     if isinstance(modules, nn.Module): modules = [modules]
     try: modules = list(modules)
     except TypeError: raise TypeError(f"modules must be an nn.Module or a list of them, got {modules!r}.") from None
-    if not modules: raise ValueError("modules is empty: pass the modules to watch, or None to watch the model's children.")
     bad = [type(m).__name__ for m in modules if not isinstance(m, nn.Module)]
     if bad: raise TypeError(f"modules must all be nn.Modules, got {', '.join(bad)}.")
+    modules = [x for m in modules for x in _members(m)]
+    if not modules: raise ValueError("modules is empty (or only empty ModuleLists/ModuleDicts): pass the modules to "
+                                     "watch, or None to watch the model's children.")
     return modules
+
+def _hooked_modules(modules, model):
+    "`(modules to hook, whether each is part of model)`: a slice such as `model[:4]` stands for its members."
+    in_model = {id(m) for m in model.modules()}
+    def is_slice(m):  # a Sequential the model does not hold (so never calls), of layers it does hold
+        return isinstance(m, nn.Sequential) and id(m) not in in_model and len(m) and all(id(c) in in_model for c in m)
+    out = [x for m in modules for x in (m if is_slice(m) else [m])]
+    return out, [id(m) in in_model for m in out]
 
 def _default_modules(model):
     "The children of `model` that have parameters (the model itself if it has no such children)."
     mods = [m for m in model.children() if next(m.parameters(), None) is not None]
     return mods or [model]
+
+def _count(hook):
+    "The number of training batches `hook` recorded in this fit."
+    return len(hook.pending) + sum(len(c) for c in hook.chunks)
+
+def _never_ran_message(silent, n):
+    "Why the modules of the `silent` hooks recorded nothing in `n` training batches, and what to watch instead."
+    def names(hs): return ', '.join(h.layer_name for h in hs)
+    def verb(hs): return 'is' if len(hs) == 1 else 'are'
+    msg = (f"{names(silent)} never ran in a forward pass during the {n} training batches of this fit, "
+           "so nothing was recorded.")
+    outside, inside = [h for h in silent if not h.in_model], [h for h in silent if h.in_model]
+    if outside:
+        msg += (f" {names(outside)} {verb(outside)} not part of the model: a copy of a layer, a module of another "
+                "model, or a new container such as nn.Sequential(...) of layers from different places is never "
+                "called. Watch the model's own layers (for a container, pass its layers: list(container)).")
+    if inside:
+        msg += (f" {names(inside)} {verb(inside)} part of the model, but its forward does not call "
+                f"{'it' if len(inside) == 1 else 'them'} while training: watch the modules it does call.")
+    return msg
 
 # %% ../nbs/03_activations.ipynb #f9e74e61
 def _abs_histogram(a, bins, max_abs):
@@ -75,7 +113,7 @@ def _abs_histogram(a, bins, max_abs):
     idx = (v * bins / max_abs).long().clamp_(0, bins - 1).masked_fill_(v.isnan(), bins).flatten()  # nan: a spare bin, dropped
     return torch.zeros(bins + 1, device=a.device).scatter_add_(0, idx, torch.ones(idx.shape, device=a.device))[:bins]
 
-# %% ../nbs/03_activations.ipynb #f7b749a2
+# %% ../nbs/03_activations.ipynb #5748555a
 class ActivationStatsS(Subscriber):
     "Records per training batch the mean, std, |activation| histogram and per-unit firing rate of `modules`' outputs."
     order = 20  # after the other subscribers have set up the model
@@ -87,9 +125,14 @@ class ActivationStatsS(Subscriber):
     def before_fit(self, learn):
         self.remove()  # statistics start afresh with every fit
         modules = _default_modules(learn.model) if self.modules is None else self.modules
+        modules, in_model = _hooked_modules(modules, learn.model)
         self.hooks = [Hook(i, m, partial(self._record, learn)) for i, m in enumerate(modules)]
-        for h in self.hooks: h.pending, h.chunks = [], []
+        for h, inside in zip(self.hooks, in_model): h.pending, h.chunks, h.in_model = [], [], inside
         self.epoch_starts = []  # number of batches recorded before each training epoch
+        self.n_train_batches = 0  # training forward passes of the model, recorded or not
+
+    def after_predict(self, learn):
+        if learn.model.training: self.n_train_batches += 1
 
     def _record(self, learn, hook, layer, inputs, output):
         if not learn.model.training: return
@@ -112,7 +155,19 @@ class ActivationStatsS(Subscriber):
 
     def _n_recorded(self):
         "The number of training batches recorded in this fit."
-        return min((len(h.pending) + sum(len(c) for c in h.chunks) for h in self.hooks), default=0)
+        return min((_count(h) for h in self.hooks), default=0)
+
+    def _never_ran(self):
+        "`(hooks, n)`: the hooks that recorded nothing although `n` > 0 training forward passes ran (else `([], n)`)."
+        n = max([getattr(self, 'n_train_batches', 0)] + [_count(h) for h in self.hooks])
+        return ([h for h in self.hooks if not _count(h)] if n else []), n
+
+    def _check_recorded(self):
+        "Raise a `ValueError` unless every watched module recorded at least one training batch."
+        silent, n = self._never_ran()
+        if silent: raise ValueError(_never_ran_message(silent, n))
+        if not self._n_recorded():
+            raise ValueError("No training batches recorded yet: fit a Learner with this subscriber first.")
 
     def before_epoch(self, learn):
         if learn.training: self.epoch_starts.append(self._n_recorded())
@@ -122,12 +177,14 @@ class ActivationStatsS(Subscriber):
     def after_fit(self, learn):
         self._flush()
         self.remove()
+        silent, n = self._never_ran()
+        if silent: warnings.warn(f"ActivationStatsS: {_never_ran_message(silent, n)}", stacklevel=2)
 
     def remove(self):
         "Remove the hooks from the modules (the recorded statistics stay)."
         for h in self.hooks: h.remove()
 
-# %% ../nbs/03_activations.ipynb #d52c2263
+# %% ../nbs/03_activations.ipynb #827c7e7d
 @patch(as_prop=True)
 def stats(self:ActivationStatsS):
     "`{layer_name: {'mean', 'std': (batches,), 'hist': (batches, bins), 'firing': (batches, units)}}`, on the CPU."
@@ -141,8 +198,8 @@ def stats(self:ActivationStatsS):
 @patch
 def dead_share(self:ActivationStatsS, n_batches=None, per_layer=False):
     "Share of units that output only zeros in each of the last `n_batches` batches (None: the last training epoch)."
+    self._check_recorded()
     n_recorded = self._n_recorded()
-    if n_recorded == 0: raise ValueError("No training batches recorded yet: fit a Learner with this subscriber first.")
     if n_batches is None:
         start = self.epoch_starts[-1] if getattr(self, 'epoch_starts', None) else 0
         n_batches = n_recorded - start if start < n_recorded else n_recorded
@@ -151,11 +208,7 @@ def dead_share(self:ActivationStatsS, n_batches=None, per_layer=False):
     if per_layer: return {k: d.float().mean().item() for k, d in dead.items()}
     return torch.cat(list(dead.values())).float().mean().item()
 
-# %% ../nbs/03_activations.ipynb #a09fe367
-def _check_recorded(stats):
-    if not stats or not len(next(iter(stats.values()))['mean']):
-        raise ValueError("No training batches recorded yet: fit a Learner with this subscriber first.")
-
+# %% ../nbs/03_activations.ipynb #80d96aec
 def _grid(n, figsize):
     "A grid of axes with two columns for `n` plots (spare axes hidden), as a flat array."
     import matplotlib.pyplot as plt
@@ -164,13 +217,13 @@ def _grid(n, figsize):
     for ax in axs.flat[n:]: ax.set_visible(False)
     return fig, axs.flat[:n]
 
-# %% ../nbs/03_activations.ipynb #536e2b55
+# %% ../nbs/03_activations.ipynb #da06e495
 @patch
 def plot(self:ActivationStatsS, figsize=(15, 4), average_firing_rate=False):
     "Mean, std (and with `average_firing_rate` the units' mean firing rate) of every layer per training batch."
     import matplotlib.pyplot as plt
+    self._check_recorded()
     stats = self.stats
-    _check_recorded(stats)
     panels = [('mean', 'Mean of the activations', 'mean'), ('std', 'Standard deviation of the activations', 'std')]
     if average_firing_rate: panels.append(('firing', 'Average firing rate of the units', 'share of non-zero outputs'))
     fig, axs = plt.subplots(1, len(panels), figsize=figsize, layout='constrained')
@@ -182,12 +235,12 @@ def plot(self:ActivationStatsS, figsize=(15, 4), average_firing_rate=False):
     axs[-1].legend(title='layer', loc='center left', bbox_to_anchor=(1.02, 0.5))
     return axs
 
-# %% ../nbs/03_activations.ipynb #2dfc0e01
+# %% ../nbs/03_activations.ipynb #42dbe28a
 @patch
 def plot_hist(self:ActivationStatsS, figsize=None, log=True):
     "One image per layer: each training batch's histogram of |activation| as a column (`log`: log10 of the shares)."
+    self._check_recorded()
     stats = self.stats
-    _check_recorded(stats)
     fig, axs = _grid(len(stats), figsize)
     for ax, (name, s) in zip(axs, stats.items()):
         share = (s['hist'] / s['hist'].sum(1, keepdim=True).clamp(min=1)).T  # batches of any size look alike
@@ -198,12 +251,12 @@ def plot_hist(self:ActivationStatsS, figsize=None, log=True):
     fig.suptitle(f'Share of the activations in each bin of |activation| (values above {self.max_abs:g} in the top bin)')
     return axs
 
-# %% ../nbs/03_activations.ipynb #b1798745
+# %% ../nbs/03_activations.ipynb #cf5d8653
 @patch
 def plot_dead(self:ActivationStatsS, binary=False, figsize=None):
     "One image per layer: each unit's share of zero outputs per training batch (`binary`: only units that never fired)."
+    self._check_recorded()
     stats = self.stats
-    _check_recorded(stats)
     fig, axs = _grid(len(stats), figsize)
     for ax, (name, s) in zip(axs, stats.items()):
         silent = 1 - s['firing'].T
