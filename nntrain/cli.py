@@ -6,7 +6,7 @@
 __all__ = ['HUB_DATASET', 'OFFLINE_VARS', 'DEFAULTS', 'hub_reachable', 'load_parquet_folder', 'load_data', 'build_learner',
            'run_lr_finder', 'find_lr', 'plan_run', 'train', 'build_parser', 'main']
 
-# %% ../nbs/09_cli.ipynb #88e2bc27
+# %% ../nbs/09_cli.ipynb #465eed62
 import argparse
 import json
 import math
@@ -26,9 +26,9 @@ from torch import nn
 
 from .acceleration import SchedulerS
 from .activations import NormalizationS, init_weights, set_seed
-from .checkpoint import CheckpointS, HistoryS, atomic_write, plot_history, remove_stale_temps
+from .checkpoint import CheckpointS, HistoryS, _pid_alive, atomic_write, plot_history, remove_stale_temps
 from .dataloaders import DataLoaders, hf_ds_collate_fn, load_fashion_mnist, load_fashion_mnist_sample
-from .learner import DeviceS, Learner, LRFindS, MetricsS, ProgressS, device
+from .learner import DeviceS, Learner, LRFindS, MetricsS, NonFiniteLossError, ProgressS, device
 from .resnet import RECIPE, AugmentS, fast_path, recipe_augmentation, recipe_loss, recipe_optimizer, resnet
 
 # %% ../nbs/09_cli.ipynb #ea1d76d6
@@ -153,24 +153,51 @@ def _finder_epochs(n_batches, mult, start=1e-6, end=10.):
     "Epochs enough for the lr to grow from `start` to `end` by `mult` a batch (at least 3): a small set has few batches an epoch."
     return max(3, math.ceil(math.log(end / start) / math.log(mult) / max(1, n_batches)))
 
-# %% ../nbs/09_cli.ipynb #69d74650
+# %% ../nbs/09_cli.ipynb #e903c363
 DEFAULTS = dict(epochs=RECIPE['epochs'], bs=RECIPE['bs'], lr=RECIPE['lr'], augment=True, fast=True, seed=42)
 
-def plan_run(checkpoint=None, resume=False, run=None, **given):
+def plan_run(checkpoint=None, resume=False, run=None, log=print, **given):
     "The run's settings: `given` (None = not given) over `DEFAULTS`, or, when resuming, the checkpointed run's plan (`run`: its `run.json`, if read)."
     if not resume:
-        held = [f for f in ('last.pt', 'best.pt', 'run.json') if checkpoint is not None and (Path(checkpoint) / f).exists()]
-        if held: raise FileExistsError(f"--checkpoint {checkpoint} already holds a run ({', '.join(held)}), which a new run would "
-                                       "overwrite: continue it with --resume, or give a new folder (or delete this one) to start afresh.")
+        if checkpoint is not None: _check_fresh_start(Path(checkpoint), log)
         return {k: v if given.get(k) is None else given[k] for k, v in DEFAULTS.items()}, None
     if checkpoint is None: raise ValueError("--resume needs --checkpoint DIR: the folder the stopped run saved its checkpoints in.")
     last, plan_file = Path(checkpoint) / 'last.pt', Path(checkpoint) / 'run.json'
+    if plan_file.exists() and not last.exists():
+        raise FileNotFoundError(f"--resume: the run in {checkpoint} stopped before its first checkpoint (it has run.json but no "
+                                "last.pt), so there is nothing to resume: run the same command without --resume to start it again.")
     if not last.exists() or not plan_file.exists():
         raise FileNotFoundError(f"--resume: there is no checkpointed run to resume in {checkpoint} (last.pt or run.json is missing).")
     plan = {k: v for k, v in (run if run is not None else _read_run(plan_file)).items() if k in DEFAULTS}
     clash = [f'{k}={given[k]} (the run has {plan[k]})' for k in plan if given.get(k) is not None and given[k] != plan[k]]
     if clash: raise ValueError(f"--resume continues the run in {checkpoint} as it was planned; these settings differ: {', '.join(clash)}.")
     return plan, last
+
+def _check_fresh_start(folder, log):
+    "Refuse a new run into `folder` if it holds another run's checkpoints, or a run that may still be training; a plan alone is started afresh."
+    held = [f for f in ('last.pt', 'best.pt', 'run.json') if (folder / f).exists()]
+    if not held: return
+    if held != ['run.json']:
+        how = 'continue it with --resume, or ' if 'last.pt' in held else ''
+        raise FileExistsError(f"--checkpoint {folder} already holds a run ({', '.join(held)}), which a new run would "
+                              f"overwrite: {how}give a new folder (or delete this one) to start afresh.")
+    try: run = json.loads((folder / 'run.json').read_text())
+    except ValueError: run = None
+    if not isinstance(run, dict) or not set(DEFAULTS) <= set(run):
+        raise FileExistsError(f"--checkpoint {folder} holds a run.json that is not the plan of an nntrain run, which a new run "
+                              f"would overwrite: give another folder, or delete {folder / 'run.json'}.")
+    pid, host = run.get('pid'), run.get('host')
+    if isinstance(pid, int) and not (host == socket.gethostname() and (pid == os.getpid() or not _pid_alive(pid))):
+        who = f'process {pid} on this machine, still running' if host == socket.gethostname() else f'process {pid} on {host}'
+        raise FileExistsError(f"--checkpoint {folder}: its run ({who}) may still be training towards its first checkpoint, "
+                              f"which a new run would overwrite: give another folder, or wait; if that run has stopped, "
+                              f"delete {folder / 'run.json'}.")
+    log(f'checkpoint: {folder} holds the plan of a run that stopped before its first checkpoint (run.json, no last.pt): '
+        'starting afresh')
+
+def _run_owner():
+    "The process training a run, as its `run.json` records it: a new run won't take over the folder of one still alive."
+    return {'pid': os.getpid(), 'host': socket.gethostname()}
 
 def _read_run(plan_file):
     "The dict in `run.json`, or an error that names the file."
@@ -209,15 +236,16 @@ def _check_outputs(checkpoint, metrics_json, plot):
         raise ValueError(f"--plot {plot}: can't save a plot as {plot.suffix}: use one of {', '.join('.' + k for k in formats)}.")
     return plot
 
-# %% ../nbs/09_cli.ipynb #1bac9bed
+# %% ../nbs/09_cli.ipynb #d56d99e0
 def train(data=None, epochs=None, bs=None, lr=None, lr_find=False, augment=None, fast=None, checkpoint=None,
           resume=False, metrics_json=None, plot=None, seed=None, show_progress=True, extra_subs=(), log=print):
     "Train the recipe on Fashion-MNIST (settings left None take `DEFAULTS`) and return the final metrics, epochs and wall seconds."
     t0 = time.perf_counter()
     if lr_find and lr is not None: raise ValueError("--lr-find picks the lr itself: give --lr or --lr-find, not both.")
     plot = _check_outputs(checkpoint, metrics_json, plot)
-    run = _read_run(Path(checkpoint) / 'run.json') if resume and checkpoint and Path(checkpoint, 'run.json').exists() else None
-    plan, resume_from = plan_run(checkpoint, resume, run, epochs=epochs, bs=bs, lr=lr, augment=augment, fast=fast, seed=seed)
+    held = resume and checkpoint and all(Path(checkpoint, f).exists() for f in ('last.pt', 'run.json'))
+    run = _read_run(Path(checkpoint) / 'run.json') if held else None
+    plan, resume_from = plan_run(checkpoint, resume, run, log, epochs=epochs, bs=bs, lr=lr, augment=augment, fast=fast, seed=seed)
     run_source = None
     if resume_from: data, run_source = _resumed_data(checkpoint, run, data)
     dd, source = load_data(data, log=log)
@@ -233,7 +261,7 @@ def train(data=None, epochs=None, bs=None, lr=None, lr_find=False, augment=None,
     if checkpoint:
         subs.append(CheckpointS(checkpoint, monitor='accuracy', mode='max'))
         Path(checkpoint).mkdir(parents=True, exist_ok=True)
-        _write_json(Path(checkpoint) / 'run.json', {**plan, 'data': _data_arg(data), 'source': source})
+        _write_json(Path(checkpoint) / 'run.json', {**plan, 'data': _data_arg(data), 'source': source, **_run_owner()})
     learn = build_learner(dd, **_recipe(plan), show_progress=show_progress, extra_subs=subs)
     learn.fit(plan['epochs'], resume_from=resume_from)
     result = {'data': source, **plan, 'resumed_from': str(resume_from) if resume_from else None,
@@ -265,7 +293,7 @@ def _save_plot(history, path):
     finally: plt.close(fig)
     return path
 
-# %% ../nbs/09_cli.ipynb #bb0166b5
+# %% ../nbs/09_cli.ipynb #f830699c
 def build_parser():
     "The argument parser of the `nntrain` command."
     p = argparse.ArgumentParser(prog='nntrain', description='nntrain: a small, fast, hackable PyTorch training library.')
@@ -279,13 +307,14 @@ def build_parser():
                                                   'or a Hub dataset id (OWNER/NAME)')
     o = t.add_argument_group('training')
     o.add_argument('--epochs', type=_int_at_least(1), help=f"number of epochs (default: {DEFAULTS['epochs']})")
-    o.add_argument('--bs', type=_int_at_least(1), help=f"batch size (default: {DEFAULTS['bs']})")
+    o.add_argument('--bs', type=_int_at_least(2, why="the ResNet's BatchNorm layers need 2 or more images in a training batch"),
+                   help=f"batch size, 2 or more (default: {DEFAULTS['bs']})")
     o.add_argument('--lr', type=_positive_float, help=f"peak learning rate of the one-cycle schedule (default: {DEFAULTS['lr']})")
     o.add_argument('--lr-find', action='store_true', help='run the learning-rate finder first and use its suggestion')
     o.add_argument('--no-augment', dest='augment', action='store_const', const=False, help='train without batch augmentation')
     o.add_argument('--no-fast', dest='fast', action='store_const', const=False,
                    help='train in float32, without bf16 autocast, channels-last and CPUAllocatorS')
-    o.add_argument('--seed', type=_int_at_least(0), help=f"random seed (default: {DEFAULTS['seed']})")
+    o.add_argument('--seed', type=_seed, help=f"random seed, 0 to 2**64 - 1 (default: {DEFAULTS['seed']})")
     s = t.add_argument_group('saving')
     s.add_argument('--checkpoint', metavar='DIR', help='save last.pt and best.pt (by validation accuracy) into DIR after '
                                                        'every epoch, and the training curves as DIR/training_curves.png '
@@ -295,18 +324,26 @@ def build_parser():
     s.add_argument('--plot', metavar='FILE', help='save the training curves (loss, accuracy, lr) to FILE (.png)')
     return p
 
-def _int_at_least(lowest):
-    "An argparse type: a whole number, `lowest` or more."
+def _int_at_least(lowest, why=''):
+    "An argparse type: a whole number, `lowest` or more (`why`, if given, says why in the message)."
     def int_(s):
         v = int(s)
-        if v < lowest: raise argparse.ArgumentTypeError(f'must be {lowest} or more, got {s}')
+        if v < lowest: raise argparse.ArgumentTypeError(f'must be {lowest} or more' + (f' ({why})' if why else '') + f', got {s}')
         return v
     int_.__name__ = 'int'  # argparse names the type in its message: "invalid int value: 'x'"
     return int_
 
+def _seed(s):
+    "An argparse type: a random seed, a whole number from 0 to 2**64 - 1 (`torch.manual_seed` takes 64 bits)."
+    v = _int_at_least(0)(s)
+    if v >= 2**64: raise argparse.ArgumentTypeError(f'must be below 2**64 (PyTorch seeds are 64-bit numbers), got {s}')
+    return v
+_seed.__name__ = 'int'
+
 def _positive_float(s):
+    "An argparse type: a finite number more than 0 (an inf or nan lr would only turn the loss into nan)."
     v = float(s)
-    if not v > 0: raise argparse.ArgumentTypeError(f'must be more than 0, got {s}')
+    if not (math.isfinite(v) and v > 0): raise argparse.ArgumentTypeError(f'must be a finite number more than 0, got {s}')
     return v
 
 def main(argv=None):
@@ -319,6 +356,10 @@ def main(argv=None):
         except (OSError, ValueError) as e:
             print(f'nntrain: error: {e}', file=sys.stderr)
             return 2
+        except NonFiniteLossError as e:
+            print(f'nntrain: error: training stopped: the loss became {e.loss} at epoch {e.epoch}, batch {e.batch}; the '
+                  'learning rate is probably too high: run again with a lower --lr (or with --lr-find).', file=sys.stderr)
+            return 1
         print(f"done in {res['wall_seconds']:.1f}s: valid accuracy {res['valid']['accuracy']:.4f}, loss {res['valid']['loss']:.4f}"
               + (f"; curves in {res['plot']}" if 'plot' in res else ''))
     return 0

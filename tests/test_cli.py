@@ -1,5 +1,5 @@
 "The `nntrain` console command, run as a user runs it: in a subprocess, offline."
-import gzip, json, os, shutil, subprocess, sys
+import gzip, json, os, shutil, subprocess, sys, time
 from pathlib import Path
 
 import pytest
@@ -19,10 +19,12 @@ def small_idx(tmp_path_factory):
             write_idx(out / name, read_idx(SAMPLE / name)[::len(read_idx(SAMPLE / name)) // n][:n])
     return out
 
+CLI_ENV = {**os.environ, 'HF_HUB_OFFLINE': '1', 'HF_DATASETS_OFFLINE': '1', 'MPLBACKEND': 'Agg'}
+
+def cli_command(*args): return [sys.executable, '-c', 'import sys; from nntrain.cli import main; sys.exit(main())', *args]
+
 def run_cli(*args, cwd=None):
-    env = {**os.environ, 'HF_HUB_OFFLINE': '1', 'HF_DATASETS_OFFLINE': '1', 'MPLBACKEND': 'Agg'}
-    cmd = [sys.executable, '-c', 'import sys; from nntrain.cli import main; sys.exit(main())', *args]
-    return subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=cwd, timeout=600)
+    return subprocess.run(cli_command(*args), capture_output=True, text=True, env=CLI_ENV, cwd=cwd, timeout=600)
 
 def test_console_script_is_installed():
     exe = shutil.which('nntrain', path=str(Path(sys.executable).parent))
@@ -73,10 +75,34 @@ def test_malformed_data_is_a_clear_error(tmp_path):
     assert r.returncode == 2, r.stdout + r.stderr
     assert 'nntrain: error:' in r.stderr and 'Traceback' not in r.stderr
 
-@pytest.mark.parametrize('args', [['train', '--epochs', '0'], ['train', '--lr', '-1'], ['train', '--bs', 'x']])
+@pytest.mark.parametrize('args', [['train', '--epochs', '0'], ['train', '--lr', '-1'], ['train', '--bs', 'x'],
+                                  ['train', '--lr', 'inf'], ['train', '--lr', 'nan'], ['train', '--seed', str(2**64)],
+                                  ['train', '--bs', '1']])
 def test_bad_arguments_are_refused(args):
     r = run_cli(*args)
-    assert r.returncode == 2 and 'error' in r.stderr
+    assert r.returncode == 2 and f'argument {args[1]}:' in r.stderr and 'Traceback' not in r.stderr
+    assert 'data:' not in r.stdout  # by the parser, before any data is loaded
+
+def test_a_run_killed_before_its_first_checkpoint_can_be_started_again(tmp_path, small_idx):
+    "A run killed in its first epoch leaves only run.json: --resume says why it can't, and the same command starts afresh."
+    ck = tmp_path / 'ck'
+    args = ['train', '--data', str(small_idx), '--epochs', '1', '--no-augment', '--checkpoint', str(ck)]
+    p = subprocess.Popen(cli_command(*args), env=CLI_ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 300
+        while not (ck / 'run.json').exists():
+            assert p.poll() is None and time.monotonic() < deadline, 'the run ended before it wrote run.json'
+            time.sleep(0.005)
+    finally:
+        p.kill()  # SIGKILL: as an out-of-memory kill or a power cut, nothing of the run's own code runs after it
+        p.wait()
+    assert [f.name for f in ck.iterdir() if not f.name.startswith('.')] == ['run.json'], 'killed after its first checkpoint'
+    r = run_cli(*args, '--resume')
+    assert r.returncode == 2 and 'stopped before its first checkpoint' in r.stderr and 'without --resume' in r.stderr
+    r = run_cli(*args)
+    assert r.returncode == 0, r.stderr
+    assert 'stopped before its first checkpoint' in r.stdout and 'starting afresh' in r.stdout
+    assert sorted(f.name for f in ck.iterdir()) == ['best.pt', 'last.pt', 'run.json', 'training_curves.png']
 
 def test_resume_uses_the_runs_own_data(tmp_path, small_idx):
     "`--resume --checkpoint DIR` alone resumes on the data the run trained on, not on the default data."
