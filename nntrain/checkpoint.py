@@ -76,7 +76,7 @@ def stateful_subs(subs):
         out[key] = s
     return out
 
-# %% ../nbs/06_checkpoint.ipynb #e84af902
+# %% ../nbs/06_checkpoint.ipynb #9aa09ea4
 CHECKPOINT_FORMAT = 'nntrain-checkpoint'
 CHECKPOINT_FORMAT_VERSION = 1
 
@@ -93,7 +93,7 @@ def checkpoint_state(learn):
             'optimizer_class': type(learn.opt).__name__, 'optimizer_qualname': _qualname(type(learn.opt)),
             'optimizer': learn.opt.state_dict(),
             'subscribers': {k: s.state_dict() for k, s in stateful_subs(getattr(learn, 'active_subs', learn.subs)).items()},
-            'grads': {k: p.grad.detach().clone() for k, p in learn.model.named_parameters() if p.grad is not None},
+            'grads': {k: p.grad.detach() for k, p in learn.model.named_parameters() if p.grad is not None},
             'rng': get_rng_states()}
 
 # %% ../nbs/06_checkpoint.ipynb #cbfe5796
