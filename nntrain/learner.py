@@ -44,7 +44,7 @@ class NonFiniteLossError(FloatingPointError):
             "that is too high, bad values in the inputs, or labels outside the range the loss expects. Pass "
             "check_finite=False to the Learner to train on regardless.")
 
-# %% ../nbs/02_learner.ipynb #f8314397
+# %% ../nbs/02_learner.ipynb #8cf651d1
 EVENTS = ('before_fit', 'before_epoch', 'before_batch', 'after_predict', 'after_loss',
           'after_backward', 'after_step', 'after_batch', 'after_epoch', 'after_fit')
 
@@ -52,6 +52,7 @@ class Subscriber:
     "Base class for subscribers: define methods named after `EVENTS`; lower `order` runs first."
     order = 0
     for_inference = False  # True: it readies batches or the model for the forward pass, so `get_preds` runs it too
+    undoes_fit = False  # True: it puts the model back when the fit ends (`LRFindS`), so the fit is no part of a training run
 
 # %% ../nbs/02_learner.ipynb #00ad311f
 def check_subs(subs):
@@ -68,7 +69,7 @@ def check_subs(subs):
                             f"one of the event methods {', '.join(EVENTS)}.")
     return subs
 
-# %% ../nbs/02_learner.ipynb #f996e484
+# %% ../nbs/02_learner.ipynb #2c83d85a
 class Learner:
     "Trains `model` on `dls` with `loss_fn` and `optim_class(params, lr)`, publishing events to `subs`."
     def __init__(self, model, dls, loss_fn=F.cross_entropy, optim_class=torch.optim.SGD, lr=0.1, subs=(),
@@ -93,22 +94,25 @@ class Learner:
         if resume_from is not None:
             from nntrain.checkpoint import Resume  # imported here: nntrain.checkpoint builds on this module
             resume = Resume(self, resume_from, n_epochs, weights_only)  # checks the file; loads the weights and subscribers' states
-        start = 0 if resume is None else resume.start_epoch
-        self.n_epochs, self.epochs = n_epochs, range(start, n_epochs)  # known before `before_fit` wraps it
-        self.do_train, self.do_valid = train, valid
-        self._pending_checks = []  # GPU loss checks waiting for one sync (see `_check_loss_finite`)
-        self.opt = self.optim_class(self.model.parameters(), self.lr if lr is None else lr)
-        if train: _drop_grads(self.model)  # nothing of an earlier fit's last batch goes into this fit's first step
         try:
-            self.publish('before_fit')
-            if resume is not None: resume.restore(self)  # the optimizer (model now on its device), then RNG states
-            for self.epoch in self.epochs:
-                if train: self._run_epoch(training=True)
-                if valid: self._run_epoch(training=False)
-        except CancelFitException: pass
-        except BaseException as e:
-            self._publish_after_fit(error=e)
-            raise
+            start = 0 if resume is None else resume.start_epoch
+            self.n_epochs, self.epochs = n_epochs, range(start, n_epochs)  # known before `before_fit` wraps it
+            self.do_train, self.do_valid = train, valid
+            self._pending_checks = []  # GPU loss checks waiting for one sync (see `_check_loss_finite`)
+            self.opt = self.optim_class(self.model.parameters(), self.lr if lr is None else lr)
+            if train: _drop_grads(self.model)  # nothing of an earlier fit's last batch goes into this fit's first step
+            try:
+                self.publish('before_fit')
+                if resume is not None: resume.restore(self)  # the optimizer (model now on its device), then RNG states
+                for self.epoch in self.epochs:
+                    if train: self._run_epoch(training=True)
+                    if valid: self._run_epoch(training=False)
+            except CancelFitException: pass
+            except BaseException as e:
+                self._publish_after_fit(error=e)
+                raise
+        finally:
+            if resume is not None: resume.take_back()  # ended before `restore`: no old state stays pending for the next fit
         self._publish_after_fit()
 
     def predict(self): self.preds = self.model(self.batch[0])
@@ -435,10 +439,10 @@ def _format_time(t):
     m, s = divmod(int(t), 60)
     return f'{m:02d}:{s:02d}'
 
-# %% ../nbs/02_learner.ipynb #1a9b356c
+# %% ../nbs/02_learner.ipynb #548c4fef
 class LRFindS(Subscriber):
     "Learning-rate range test: grows the lr by `mult` each batch until the loss explodes, then restores the model."
-    order = 5
+    order, undoes_fit = 5, True  # a search is no part of the run: chapter 6's checkpoints and histories leave it out
     def __init__(self, mult=1.25, stop_factor=3.0):
         self.mult, self.stop_factor = mult, stop_factor
 
