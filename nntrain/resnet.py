@@ -69,7 +69,7 @@ def resnet():
         nn.Linear(256, 10, bias=False),
         nn.BatchNorm1d(10))
 
-# %% ../nbs/05_resnet.ipynb #694a33a9
+# %% ../nbs/05_resnet.ipynb #3ca7b1c6
 def _per_sample(t, n): return t.numel() // n if isinstance(t, torch.Tensor) else 0
 
 _COUNTED_WHOLE = (nn.MultiheadAttention,)  # computes with its children's weights without calling them
@@ -102,8 +102,9 @@ def _attention_macs(mha, inputs, kwargs):
     L, S, E = q.shape[seq], k.shape[seq], mha.embed_dim
     return 2 * L * E * E + S * E * (k.shape[-1] + v.shape[-1]) + 2 * L * S * E
 
-def module_macs(module, inputs, output, kwargs=None):
-    "Multiply-accumulates per sample of one forward call of `module`, one of `mac_layers` (0 for layers with no arithmetic to speak of)."
+def module_macs(module, inputs, output, kwargs=None, batch_size=None):
+    """Multiply-accumulates per sample of one forward call of `module`, one of `mac_layers` (0 for layers with no arithmetic to
+    speak of): the call's total over `batch_size`, the number of samples in the model's batch (default: the input's first dimension)."""
     if isinstance(module, nn.modules.rnn.RNNBase): return _recurrent_macs(module, inputs[0] if inputs else None)
     if isinstance(module, nn.MultiheadAttention): return _attention_macs(module, inputs, kwargs or {})
     x = inputs[0] if inputs and isinstance(inputs[0], torch.Tensor) else None
@@ -111,7 +112,7 @@ def module_macs(module, inputs, output, kwargs=None):
         gates = 4 if isinstance(module, nn.LSTMCell) else 3 if isinstance(module, nn.GRUCell) else 1
         return gates * module.hidden_size * (module.input_size + module.hidden_size)
     if x is None or not isinstance(output, torch.Tensor): return 0
-    n = x.shape[0] if x.ndim > 1 else 1
+    n = batch_size or (x.shape[0] if x.ndim > 1 else 1)  # a layer's first dimension need not be the batch: (L, N, E) sequences
     if isinstance(module, nn.modules.conv._ConvTransposeNd):  # every input pixel is spread over a kernel of outputs
         return _per_sample(x, n) * module.out_channels // module.groups * math.prod(module.kernel_size)
     if isinstance(module, nn.modules.conv._ConvNd):           # every output pixel is a dot product over a kernel of inputs
@@ -127,7 +128,7 @@ def module_macs(module, inputs, output, kwargs=None):
         return _per_sample(x, n)                                # every input element is read once
     return 0  # activations, reshapes, dropout, …: elementwise, no multiply-accumulates
 
-# %% ../nbs/05_resnet.ipynb #4850230a
+# %% ../nbs/05_resnet.ipynb #789691c0
 class ModelMonitorS(Subscriber):
     """Runs the forward pass of one training batch, records each of `modules`' input and output shape, parameters and
     MACs per sample (counted from the leaf layers that actually ran), then cancels the fit; `repr` shows the table.
@@ -145,6 +146,7 @@ class ModelMonitorS(Subscriber):
     def before_fit(self, learn):
         self.remove()
         self.rows, self._leaf_macs, self._shapes, self.torch_macs, self._flops = [], {}, {}, None, None
+        self._batch_size = None
         self._modules = (list(learn.model.children()) or [learn.model]) if self.modules is None else self.modules
         self._counted = [learn.model] if self.modules is None else self._modules  # the total: the whole model by default
         self._buffers = [b.detach().clone() for b in learn.model.buffers()]  # BatchNorm's running statistics
@@ -154,13 +156,16 @@ class ModelMonitorS(Subscriber):
 
     def _record_shapes(self, hook, module, inputs, output):
         if module.training and id(module) not in self._shapes:
-            self._shapes[id(module)] = (_shape(inputs[0] if inputs else None), _shape(output))
+            self._shapes[id(module)] = (_shape(inputs[0] if inputs else None, self._batch_size), _shape(output, self._batch_size))
 
     def _record_macs(self, module, inputs, kwargs, output):
         if module.training:
-            self._leaf_macs[id(module)] = self._leaf_macs.get(id(module), 0) + module_macs(module, inputs, output, kwargs)
+            macs = module_macs(module, inputs, output, kwargs, self._batch_size)
+            self._leaf_macs[id(module)] = self._leaf_macs.get(id(module), 0) + macs
 
     def before_batch(self, learn):
+        x = learn.batch[0]
+        if learn.training: self._batch_size = len(x) if isinstance(x, torch.Tensor) and x.ndim else None  # MACs are per sample of it
         if learn.training and self.modules is None and self._flops is None:  # the operator count covers the whole model
             self._flops = FlopCounterMode(display=False)
             self._flops.__enter__()
@@ -219,7 +224,12 @@ class ModelMonitorS(Subscriber):
             lines.append(f'{r["layer"]:<{w}}{str(r["input"]):<18}{str(r["output"]):<18}{r["params"]:>12,}{r["macs"]:>14,}')
         return '\n'.join(lines)
 
-def _shape(t): return list(t.shape[1:]) if isinstance(t, torch.Tensor) else type(t).__name__
+def _shape(t, n=None):
+    "A tensor's shape without its batch dimension: the first, or where `n` is given, the first of size `n` (an (L, N, E) sequence's second)."
+    if not isinstance(t, torch.Tensor): return type(t).__name__
+    dims = list(t.shape)
+    at = 0 if n is None or not dims or dims[0] == n else dims.index(n) if n in dims else None
+    return dims if at is None else dims[:at] + dims[at + 1:]
 
 # %% ../nbs/05_resnet.ipynb #e578da32
 class AugmentS(Subscriber):
@@ -285,12 +295,12 @@ class RandomCrop(nn.Module):
 
     def extra_repr(self): return f'padding={self.padding}, fill={self.fill}'
 
-# %% ../nbs/05_resnet.ipynb #8df88647
-def _random_boxes(n, h, w, area, log_ratio, device, rounding=torch.round):
-    "Per-sample boxes (N, H, W) of bools: relative `area` (N,), aspect ratio exp(`log_ratio`) (N,), placed at random inside the image."
+# %% ../nbs/05_resnet.ipynb #cc7c8962
+def _random_boxes(n, h, w, area, log_ratio, device, rounding=torch.round, min_side=1):
+    "Per-sample boxes (N, H, W) of bools: relative `area` (N,), aspect ratio exp(`log_ratio`) (N,), placed at random inside the image; sides of at least `min_side`."
     ratio = log_ratio.exp()
-    bh = rounding((area * h * w * ratio).sqrt()).clamp(1, h)
-    bw = rounding((area * h * w / ratio).sqrt()).clamp(1, w)
+    bh = rounding((area * h * w * ratio).sqrt()).clamp(min_side, h)
+    bw = rounding((area * h * w / ratio).sqrt()).clamp(min_side, w)
     top = (torch.rand(n, device=device) * (h - bh + 1)).floor()
     left = (torch.rand(n, device=device) * (w - bw + 1)).floor()
     r, c = torch.arange(h, device=device), torch.arange(w, device=device)
@@ -319,7 +329,7 @@ class RandomErasing(nn.Module):
 
     def extra_repr(self): return f'p={self.p}, scale={self.scale}, ratio={self.ratio}, value={self.value!r}'
 
-# %% ../nbs/05_resnet.ipynb #fff4557f
+# %% ../nbs/05_resnet.ipynb #bb82c617
 class _MixS(Subscriber):
     "Shared machinery of `MixUpS` and `CutMixS`: pair each training image with another of the batch, mix, soften the labels."
     order = -6  # after AugmentS (-7), before NormalizationS (-5)
@@ -333,6 +343,12 @@ class _MixS(Subscriber):
         lam = torch.distributions.Beta(a, a).sample((n,))
         lam = torch.maximum(lam, 1 - lam)
         return torch.where(torch.rand(n, device=device) < self.p, lam, torch.ones_like(lam))
+
+    def before_fit(self, learn):
+        others = [type(s).__name__ for s in learn.active_subs if isinstance(s, _MixS) and s is not self]
+        if others:
+            raise ValueError(f"{type(self).__name__} and {', '.join(others)} would both mix the same images, and the labels would "
+                             "follow only one of them: subscribe one mixing subscriber per fit.")
 
     def before_batch(self, learn):
         self._mix = None
@@ -375,10 +391,10 @@ class CutMixS(_MixS):
         "The images with the boxes pasted in, and each image's own share of its area."
         n, h, w = x.shape[0], x.shape[-2], x.shape[-1]
         # square boxes, rounded down: a box never takes more than its share, so each image stays the larger part
-        box = _random_boxes(n, h, w, 1 - lam, torch.zeros_like(lam), x.device, torch.floor) & (lam < 1)[:, None, None]
+        box = _random_boxes(n, h, w, 1 - lam, torch.zeros_like(lam), x.device, torch.floor, min_side=0) & (lam < 1)[:, None, None]
         return torch.where(_per_sample_view(box, x), x2, x), 1 - box.flatten(1).float().mean(1)  # area after rounding
 
-# %% ../nbs/05_resnet.ipynb #875176f4
+# %% ../nbs/05_resnet.ipynb #78390970
 def _arm_cpu_features():
     "The feature flags of an Arm CPU as Linux lists them in /proc/cpuinfo (empty where there is no such file)."
     try:
@@ -420,8 +436,10 @@ class MixedPrecisionS(Subscriber):
         self.amp_dtype = self.dtype or _default_amp_dtype(self.device_type)
         if self.amp_dtype is None: warnings.warn(_NO_FAST_BF16, stacklevel=2)
         use_scaler = self.amp_dtype == torch.float16 if self.grad_scaler is None else self.grad_scaler
-        self.scaler = torch.amp.GradScaler(self.device_type) if use_scaler else None
-        if self.scaler is not None and self._loaded: self.scaler.load_state_dict(self._loaded)  # a resumed run's loss scale
+        if not use_scaler: self.scaler = None
+        elif self._loaded or self.scaler is None or getattr(self.scaler, '_device', None) != self.device_type:
+            self.scaler = torch.amp.GradScaler(self.device_type)  # else the scale reached so far goes on (get_preds keeps it too)
+            if self._loaded: self.scaler.load_state_dict(self._loaded)  # a resumed run's loss scale
         self._loaded = None
         self._replaced = {}  # the methods this fit replaced, and what the learner had before
         if self.scaler is not None:  # the scaled loss goes backward, and the scaler skips steps with inf/nan gradients
@@ -455,7 +473,7 @@ class MixedPrecisionS(Subscriber):
     def state_dict(self): return {'scaler': self.scaler.state_dict() if self.scaler is not None else None}
     def load_state_dict(self, state): self._loaded = state['scaler']  # applied by the next before_fit
 
-# %% ../nbs/05_resnet.ipynb #3e894c2b
+# %% ../nbs/05_resnet.ipynb #0fa1aabe
 class ChannelsLastS(Subscriber):
     "Stores the model's 4-d weights and every batch's 4-d inputs channels-last (NHWC), the layout fast convolution kernels prefer."
     order, for_inference = 91, True  # after the augmentations and normalization, which may hand back a new tensor
@@ -467,18 +485,27 @@ class ChannelsLastS(Subscriber):
         if isinstance(x, torch.Tensor) and x.ndim == 4: learn.batch[0] = x.contiguous(memory_format=torch.channels_last)
 
 class CompileS(Subscriber):
-    """Runs the forward pass through `torch.compile(learn.model, **kwargs)`; `learn.model` stays the plain module (checkpoints
-    unchanged). `eval=False` evaluates with the plain module, saving the compilation for evaluation mode."""
+    """Runs the forward pass through `torch.compile(learn.model, **kwargs)`: the learner's own `predict` runs with the compiled
+    module in place of `learn.model`, which stays the plain module otherwise (checkpoints unchanged). `eval=False` evaluates
+    with the plain module, saving the compilation for evaluation mode."""
     def __init__(self, eval=True, **kwargs): self.eval, self.kwargs, self._model, self._compiled = eval, kwargs, None, None
 
     def before_fit(self, learn):
         if self._model is not learn.model: self._model, self._compiled = learn.model, torch.compile(learn.model, **self.kwargs)
+        own, self._before = learn.predict, learn.__dict__.get('predict')  # the class's predict, or one set on the learner
         def predict():
-            model = self._compiled if learn.training or self.eval else learn.model
-            learn.preds = model(learn.batch[0])
-        learn.predict = predict
+            plain = learn.model
+            if not (plain.training or self.eval): return own()
+            self._compiled.training = plain.training  # the wrapper keeps a flag of its own, which learn.training reads
+            learn.model = self._compiled
+            try: own()
+            finally: learn.model = plain
+        learn.predict = self._predict = predict
 
-    def after_fit(self, learn): learn.__dict__.pop('predict', None)
+    def after_fit(self, learn):
+        if learn.__dict__.get('predict') is not getattr(self, '_predict', None): return  # someone replaced ours: theirs stays
+        if self._before is None: del learn.__dict__['predict']
+        else: learn.predict = self._before
 
 # %% ../nbs/05_resnet.ipynb #63e91361
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD, _M_MMAP_MAX = -1, -3, -4  # glibc's mallopt() parameter numbers (malloc.h)

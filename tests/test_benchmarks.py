@@ -287,3 +287,50 @@ def test_lr_finder_benchmark_reports_the_search_the_command_runs():
     assert res['lrs'][0] == pytest.approx(1e-6) and res['lrs'] == sorted(res['lrs']) and len(res['lrs']) == len(res['losses'])
     assert res['minimum'] in res['lrs'] and res['steepest'] in res['lrs'] and res['steepest'] <= res['minimum']
     assert search(load_fashion_mnist_sample(), seed=1)['losses'] == res['losses']  # seeded: the same search again
+
+def test_frameworks_benchmark_trains_every_library_alike():
+    "The libraries' times only compare if they do the same work: from the same weights, the same weights after training."
+    from bench_frameworks import check, installed
+    for model in ('mlp', 'resnet'):
+        diffs, moved = check(model, steps=2, threads=1, log=lambda *a: None)
+        assert set(diffs) == {f for f in ('plain', 'nntrain', 'lightning', 'fastai') if installed(f)} >= {'plain', 'nntrain'}
+        assert all(d == 0 for d in diffs.values()), diffs
+        assert min(moved.values()) > 1e-4 and len(set(moved.values())) == 1  # they trained, and alike
+
+def test_frameworks_benchmark_times_steps_after_the_first():
+    import time
+    from bench_frameworks import StampedBatches
+    stamped = StampedBatches([0, 1, 2, 3])
+    for b in stamped: time.sleep(0.2 if b == 0 else 0.01)  # the first step is slow: it is left out
+    assert len(stamped.stamps) == 5 and 0.009 < stamped.step_time() < 0.05
+    assert list(stamped) == [0, 1, 2, 3] and len(stamped) == 4  # iterable again, with fresh stamps
+
+def test_frameworks_benchmark_measures_each_variant_in_a_fresh_process():
+    from bench_frameworks import run_one
+    for variant in (('mlp', 'nntrain', False), ('resnet', 'nntrain', True)):
+        assert 0 < run_one(variant, steps=3, threads=1) < 10
+    with pytest.raises(RuntimeError, match='failed'): run_one(('mlp', 'no-such-library', False), steps=3, threads=1)
+
+def test_frameworks_benchmark_ratios_are_to_the_plain_fp32_loop_of_the_same_model_and_round(monkeypatch):
+    import bench_frameworks
+    fake = {('mlp', 'plain', False): [1., 2.], ('mlp', 'nntrain', False): [1.1, 2.4], ('resnet', 'plain', False): [10., 10.],
+            ('resnet', 'nntrain', True): [5., 4.]}
+    calls = {v: iter(ts) for v, ts in fake.items()}
+    monkeypatch.setattr(bench_frameworks, 'run_one', lambda v, steps, threads: next(calls[v]))
+    rows = {r['variant']: r for r in bench_frameworks.benchmark(list(fake), rounds=2, steps=None, threads=1, log=lambda *a: None)}
+    assert rows['mlp nntrain fp32']['ratios'] == pytest.approx([1.1, 1.2])
+    assert rows['mlp nntrain fp32']['ratio_to_plain_fp32'] == pytest.approx(1.15)
+    assert rows['resnet nntrain fast path']['ratios'] == pytest.approx([0.5, 0.4])
+    assert rows['resnet plain fp32']['median_ms_per_step'] == pytest.approx(10_000)
+
+def test_frameworks_benchmark_merges_runs_round_by_round():
+    from bench_frameworks import merge
+    def run(plain, lit):
+        return dict(rounds=len(plain), n_runs=1, rows=[dict(model='mlp', framework='plain', fast=False, ms_per_step=plain),
+                                                       dict(model='mlp', framework='lightning', fast=False, ms_per_step=lit)])
+    res = merge([run([1., 2.], [1.5, 2.2]), run([1.], [1.6])])
+    assert (res['rounds'], res['n_runs']) == (3, 2)
+    lit = res['rows'][1]
+    assert lit['ratios'] == pytest.approx([1.5, 1.1, 1.6]) and lit['ratio_to_plain_fp32'] == pytest.approx(1.5)
+    assert lit['variant'] == 'mlp lightning fp32' and lit['median_ms_per_step'] == pytest.approx(1.6)
+    with pytest.raises(ValueError, match='different variants'): merge([run([1.], [1.]), dict(rounds=1, rows=[])])

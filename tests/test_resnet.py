@@ -24,9 +24,10 @@ def fit_weights(subs, seed=0):
     return torch.cat([p.detach().flatten() for p in learn.model.parameters()])
 
 def test_seeded_fits_repeat_with_every_augmentation():
-    make = lambda: [AugmentS(nn.Sequential(RandomFlip(), RandomCrop(2), RandomErasing(p=1))), MixUpS(), CutMixS()]
-    assert torch.equal(fit_weights(make()), fit_weights(make()))
-    assert not torch.equal(fit_weights(make(), seed=0), fit_weights(make(), seed=1))
+    for mix in (MixUpS, CutMixS):  # one mixing subscriber per fit
+        make = lambda: [AugmentS(nn.Sequential(RandomFlip(), RandomCrop(2), RandomErasing(p=1))), mix()]
+        assert torch.equal(fit_weights(make()), fit_weights(make()))
+        assert not torch.equal(fit_weights(make(), seed=0), fit_weights(make(), seed=1))
 
 def test_per_sample_randomness():
     torch.manual_seed(0)
@@ -133,6 +134,26 @@ def test_compile_matches_eager():
     learn.fit(1)
     assert 'predict' not in learn.__dict__
     torch.testing.assert_close(compiled, torch.cat([p.detach().flatten() for p in model.parameters()]), rtol=1e-4, atol=1e-5)
+
+def test_compile_runs_the_learners_own_predict_and_gives_it_back():
+    pytest.importorskip('torch._dynamo')
+    model = nn.Sequential(nn.Flatten(), nn.Linear(784, 10))
+    learn = Learner(model, DLs(batches(2, 8)))
+    seen = []
+    def own_predict():
+        seen.append((type(learn.model).__name__, learn.training))
+        learn.preds = learn.model(learn.batch[0]) * 2
+    learn.predict = own_predict
+    try: learn.fit(1, subs=[CompileS(backend='eager')])
+    except Exception as e: pytest.skip(f'torch.compile is not available here: {e!r}')
+    assert seen == [('OptimizedModule', True)] * 2 + [('OptimizedModule', False)] * 2  # train, then eval: compiled both times
+    assert learn.predict is own_predict and learn.model is model
+    seen.clear()
+    learn.fit(1, subs=[CompileS(eval=False, backend='eager')])
+    assert seen == [('OptimizedModule', True)] * 2 + [('Sequential', False)] * 2 and learn.predict is own_predict
+    plain = Learner(model, DLs(batches(2, 8)))
+    plain.fit(1, subs=[CompileS(backend='eager')])
+    assert 'predict' not in plain.__dict__  # the class's predict again
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason='needs a CUDA GPU')
 @pytest.mark.parametrize('dtype', [torch.float16, torch.bfloat16])
