@@ -9,7 +9,7 @@ __all__ = ['CHECKPOINT_FORMAT', 'CHECKPOINT_FORMAT_VERSION', 'TEMP_SUFFIX', 'get
            'save_checkpoint', 'check_model_state', 'load_model', 'Resume', 'CheckpointS', 'HistoryS', 'CSVLoggerS',
            'history_csv', 'plot_history', 'EarlyStoppingS', 'GradAccumS', 'LastMarked', 'GradClipS']
 
-# %% ../nbs/06_checkpoint.ipynb #75049701
+# %% ../nbs/06_checkpoint.ipynb #5a0e5512
 import csv
 import io
 import math
@@ -29,7 +29,7 @@ import torch
 from torch.utils.data import DataLoader
 
 import nntrain
-from .learner import CancelBatchException, CancelFitException, Subscriber
+from .learner import CancelBatchException, CancelFitException, Subscriber, _known_len
 
 # %% ../nbs/06_checkpoint.ipynb #10c2dec7
 def get_rng_states():
@@ -107,7 +107,7 @@ def stateful_subs(subs):
         out[key] = s
     return out
 
-# %% ../nbs/06_checkpoint.ipynb #78789d2b
+# %% ../nbs/06_checkpoint.ipynb #ba1b4001
 CHECKPOINT_FORMAT = 'nntrain-checkpoint'
 CHECKPOINT_FORMAT_VERSION = 1
 
@@ -120,6 +120,7 @@ def checkpoint_state(learn):
     return {'format': CHECKPOINT_FORMAT, 'format_version': CHECKPOINT_FORMAT_VERSION,
             'nntrain_version': str(nntrain.__version__), 'torch_version': str(torch.__version__),
             'epoch': learn.epoch, 'n_epochs': learn.n_epochs,
+            'train_batches': _known_len(getattr(getattr(learn, 'dls', None), 'train', None)),  # batches an epoch, if known
             'model': learn.model.state_dict(),
             'optimizer_class': type(learn.opt).__name__, 'optimizer_qualname': _qualname(type(learn.opt)),
             'optimizer': learn.opt.state_dict(),
@@ -250,7 +251,7 @@ def load_model(path, model, strict=True, weights_only=True):
     model.load_state_dict(ckpt['model'], strict=strict)
     return model.eval()
 
-# %% ../nbs/06_checkpoint.ipynb #eb17de8e
+# %% ../nbs/06_checkpoint.ipynb #3cc50064
 class Resume:
     "Continues a fit from checkpoint `path`: `Learner.fit(resume_from=path)` builds it before `before_fit` and calls `restore` after."
     def __init__(self, learn, path, n_epochs, weights_only=True):
@@ -261,6 +262,7 @@ class Resume:
             raise ValueError(f"{self.path} was saved after {done} epochs, but fit was asked for n_epochs={n_epochs}. "
                              f"n_epochs counts every epoch of the run: pass the n_epochs of the original run (at least {done}).")
         check_model_state(ckpt['model'], learn.model, str(self.path))
+        self._check_batches(learn, ckpt.get('train_batches'))  # files written before it was kept have none
         self.optimizer_class, self.optimizer_qualname = ckpt['optimizer_class'], ckpt.get('optimizer_qualname')
         self._check_optimizer(learn.optim_class)  # early, when optim_class is a class (or a partial of one)
         learn.model.load_state_dict(ckpt['model'])
@@ -271,6 +273,15 @@ class Resume:
         except BaseException:
             self.take_back()  # a subscriber refused its state: those before it give theirs back
             raise
+
+    def _check_batches(self, learn, saved):
+        "Warn when the training loader has another number of batches an epoch than the interrupted run's (another batch size, other data)."
+        now = _known_len(getattr(learn.dls, 'train', None))
+        if saved is None or now is None or now == saved: return
+        warnings.warn(f"Resuming from {self.path}: the interrupted run had {saved} training batches an epoch, this fit has {now} "
+                      "(another batch size, or other data?). The rest of the run is not the one that was stopped, and a "
+                      "schedule planned in steps (OneCycleLR's total_steps) ends before or after the run does. Build the "
+                      "loaders as the interrupted run did to continue it exactly.", stacklevel=3)
 
     def _check_optimizer(self, cls):
         "Fail unless `cls` (a class, or a partial of one; other callables can't be checked) is the run's optimizer class."
