@@ -24,7 +24,8 @@ How it times. Each measurement runs in a fresh Python process, because the fast 
 malloc settings for the rest of a process (see chapter 5), and that would speed up whatever runs after it. In that
 process the library first trains a few warm-up steps, then trains `--steps` steps on an iterable of batches that
 records the time at which each batch is taken: the time per step is the time between the second batch taken and the
-end of the iteration, divided by the steps in between. The library's set-up before its first step and its work
+end of the iteration, divided by the steps in between. (Lightning stops after `len()` batches without asking for one
+more, so its last stamp is the last batch taken, one step earlier: the average is over one step fewer, no less exact.) The library's set-up before its first step and its work
 after the last (fastai's validation) are left out: they are the same few milliseconds whatever the length of the run.
 The variants of a model run in a new order every round (the plain loop among them), and each variant's ratio is
 its time over the plain fp32 loop's in the same round; the table gives the median over the rounds.

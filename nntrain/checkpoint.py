@@ -251,7 +251,7 @@ def load_model(path, model, strict=True, weights_only=True):
     model.load_state_dict(ckpt['model'], strict=strict)
     return model.eval()
 
-# %% ../nbs/06_checkpoint.ipynb #3cc50064
+# %% ../nbs/06_checkpoint.ipynb #fa4ecad9
 class Resume:
     "Continues a fit from checkpoint `path`: `Learner.fit(resume_from=path)` builds it before `before_fit` and calls `restore` after."
     def __init__(self, learn, path, n_epochs, weights_only=True):
@@ -262,26 +262,27 @@ class Resume:
             raise ValueError(f"{self.path} was saved after {done} epochs, but fit was asked for n_epochs={n_epochs}. "
                              f"n_epochs counts every epoch of the run: pass the n_epochs of the original run (at least {done}).")
         check_model_state(ckpt['model'], learn.model, str(self.path))
-        self._check_batches(learn, ckpt.get('train_batches'))  # files written before it was kept have none
+        self.train_batches = ckpt.get('train_batches')  # files written before it was kept have none
         self.optimizer_class, self.optimizer_qualname = ckpt['optimizer_class'], ckpt.get('optimizer_qualname')
         self._check_optimizer(learn.optim_class)  # early, when optim_class is a class (or a partial of one)
+        self._model, self._weights = learn.model, {k: v.detach().clone() for k, v in learn.model.state_dict().items()}
         learn.model.load_state_dict(ckpt['model'])
         self.start_epoch, self.optimizer, self.rng = done, ckpt['optimizer'], ckpt['rng']
         self.grads = ckpt.get('grads', {})  # files written before gradients were kept have none
-        self._handed = []  # (subscriber, its attributes before, those loading its state set): see `take_back`
+        self._handed = []  # (subscriber, its attributes before it was handed its state): see `take_back`
         try: self._load_subs(learn, ckpt['subscribers'])
         except BaseException:
-            self.take_back()  # a subscriber refused its state: those before it give theirs back
+            self.take_back()  # a subscriber refused its state: the model and those before it go back
             raise
 
-    def _check_batches(self, learn, saved):
-        "Warn when the training loader has another number of batches an epoch than the interrupted run's (another batch size, other data)."
-        now = _known_len(getattr(learn.dls, 'train', None))
-        if saved is None or now is None or now == saved: return
+    def _check_batches(self, learn):
+        "Warn when this fit trains on a loader with another number of batches an epoch than the interrupted run's (another batch size, other data)."
+        saved, now = self.train_batches, _known_len(getattr(learn.dls, 'train', None))
+        if not learn.do_train or saved is None or now is None or now == saved: return
         warnings.warn(f"Resuming from {self.path}: the interrupted run had {saved} training batches an epoch, this fit has {now} "
                       "(another batch size, or other data?). The rest of the run is not the one that was stopped, and a "
                       "schedule planned in steps (OneCycleLR's total_steps) ends before or after the run does. Build the "
-                      "loaders as the interrupted run did to continue it exactly.", stacklevel=3)
+                      "loaders as the interrupted run did to continue it exactly.", stacklevel=4)  # the line that called fit
 
     def _check_optimizer(self, cls):
         "Fail unless `cls` (a class, or a partial of one; other callables can't be checked) is the run's optimizer class."
@@ -302,12 +303,12 @@ class Resume:
                 ". Pass the stateful subscribers of the interrupted run to continue it exactly.")
         for k, s in subs.items():
             if k not in saved: continue
-            before = dict(getattr(s, '__dict__', {}))
-            try: s.load_state_dict(saved[k])
-            finally: self._handed.append((s, before, _set_since(s, before)))
+            self._handed.append((s, dict(getattr(s, '__dict__', {}))))
+            s.load_state_dict(saved[k])
 
     def restore(self, learn):
         "After `before_fit`: load the optimizer's state and the kept gradients, start persistent workers, then restore the random generators (last)."
+        self._check_batches(learn)
         self._check_optimizer(type(learn.opt))
         try: learn.opt.load_state_dict(self.optimizer)
         except (ValueError, KeyError) as e:
@@ -320,7 +321,7 @@ class Resume:
         set_loader_rng_states(learn.dls, self.rng.get('loaders', {}), f"Resuming from {self.path}")
         set_rng_states(self.rng)
         self.optimizer = self.rng = self.grads = None  # free the memory
-        self._handed = []  # the fit starts from the states: they are the run's now, nothing to take back
+        self._handed, self._weights = [], None  # the fit starts from the states: they are the run's now, nothing to take back
 
     def _start_persistent_workers(self, learn):
         "Start the persistent workers of the loaders this fit reads now, so that torch's seed draw for them comes before the generators are restored."
@@ -336,20 +337,12 @@ class Resume:
                           "resume, build the loaders with persistent_workers=False.")
 
     def take_back(self):
-        "Unless `restore` has run: put back the attributes that loading the states set in each subscriber and that it has not used or replaced since."
-        handed, self._handed = self._handed, []
-        for s, before, given in reversed(handed):
-            now = getattr(s, '__dict__', {})
-            for name, value in given.items():
-                if now.get(name, _UNSET) is not value: continue  # used or replaced (in `before_fit`): the subscriber's own now
-                if name in before: setattr(s, name, before[name])
-                else: delattr(s, name)
-
-_UNSET = object()
-
-def _set_since(obj, before):
-    "The attributes of `obj` set or replaced since `before`, a copy of its `__dict__` then."
-    return {k: v for k, v in getattr(obj, '__dict__', {}).items() if k not in before or before[k] is not v}
+        "Unless `restore` has run: the model's weights as they were before the resume, and each subscriber handed a state its attributes then (a shallow copy)."
+        handed, weights, self._handed, self._weights = self._handed, self._weights, [], None
+        if weights is not None:
+            with torch.no_grad(): self._model.load_state_dict(weights)
+        for s, before in reversed(handed):
+            if hasattr(s, '__dict__'): s.__dict__.clear(); s.__dict__.update(before)
 
 def _persistent(dl): return isinstance(dl, DataLoader) and dl.persistent_workers and dl.num_workers > 0
 

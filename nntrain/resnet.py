@@ -473,7 +473,7 @@ class MixedPrecisionS(Subscriber):
     def state_dict(self): return {'scaler': self.scaler.state_dict() if self.scaler is not None else None}
     def load_state_dict(self, state): self._loaded = state['scaler']  # applied by the next before_fit
 
-# %% ../nbs/05_resnet.ipynb #0fa1aabe
+# %% ../nbs/05_resnet.ipynb #f23cba7e
 class ChannelsLastS(Subscriber):
     "Stores the model's 4-d weights and every batch's 4-d inputs channels-last (NHWC), the layout fast convolution kernels prefer."
     order, for_inference = 91, True  # after the augmentations and normalization, which may hand back a new tensor
@@ -488,9 +488,13 @@ class CompileS(Subscriber):
     """Runs the forward pass through `torch.compile(learn.model, **kwargs)`: the learner's own `predict` runs with the compiled
     module in place of `learn.model`, which stays the plain module otherwise (checkpoints unchanged). `eval=False` evaluates
     with the plain module, saving the compilation for evaluation mode."""
-    def __init__(self, eval=True, **kwargs): self.eval, self.kwargs, self._model, self._compiled = eval, kwargs, None, None
+    def __init__(self, eval=True, **kwargs):
+        self.eval, self.kwargs, self._model, self._compiled, self._predict, self._before = eval, kwargs, None, None, None, None
 
     def before_fit(self, learn):
+        if any(isinstance(s, CompileS) and s is not self for s in learn.active_subs):
+            raise ValueError("Two CompileS in one fit would each send the forward pass through their own compiled module, one "
+                             "inside the other: subscribe one CompileS.")
         if self._model is not learn.model: self._model, self._compiled = learn.model, torch.compile(learn.model, **self.kwargs)
         own, self._before = learn.predict, learn.__dict__.get('predict')  # the class's predict, or one set on the learner
         def predict():
@@ -503,7 +507,8 @@ class CompileS(Subscriber):
         learn.predict = self._predict = predict
 
     def after_fit(self, learn):
-        if learn.__dict__.get('predict') is not getattr(self, '_predict', None): return  # someone replaced ours: theirs stays
+        ours, self._predict = self._predict, None
+        if ours is None or learn.__dict__.get('predict') is not ours: return  # never set, or someone replaced ours: theirs stays
         if self._before is None: del learn.__dict__['predict']
         else: learn.predict = self._before
 

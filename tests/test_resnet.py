@@ -154,6 +154,8 @@ def test_compile_runs_the_learners_own_predict_and_gives_it_back():
     plain = Learner(model, DLs(batches(2, 8)))
     plain.fit(1, subs=[CompileS(backend='eager')])
     assert 'predict' not in plain.__dict__  # the class's predict again
+    with pytest.raises(ValueError, match='subscribe one CompileS'): plain.fit(1, subs=[CompileS(backend='eager'), CompileS(backend='eager')])
+    assert 'predict' not in plain.__dict__
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason='needs a CUDA GPU')
 @pytest.mark.parametrize('dtype', [torch.float16, torch.bfloat16])
