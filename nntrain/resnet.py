@@ -295,12 +295,15 @@ class RandomCrop(nn.Module):
 
     def extra_repr(self): return f'padding={self.padding}, fill={self.fill}'
 
-# %% ../nbs/05_resnet.ipynb #cc7c8962
+# %% ../nbs/05_resnet.ipynb #809c8c38
 def _random_boxes(n, h, w, area, log_ratio, device, rounding=torch.round, min_side=1):
     "Per-sample boxes (N, H, W) of bools: relative `area` (N,), aspect ratio exp(`log_ratio`) (N,), placed at random inside the image; sides of at least `min_side`."
-    ratio = log_ratio.exp()
-    bh = rounding((area * h * w * ratio).sqrt()).clamp(min_side, h)
-    bw = rounding((area * h * w / ratio).sqrt()).clamp(min_side, w)
+    ratio, pixels = log_ratio.exp(), area * h * w
+    bh, bw = rounding((pixels * ratio).sqrt()), rounding((pixels / ratio).sqrt())
+    # a box taller than the image keeps its area by growing wider, and the other way round (it can't be both: area <= 1)
+    too_tall, too_wide = bh > h, bw > w
+    bh, bw = torch.where(too_wide, rounding(pixels / w), bh), torch.where(too_tall, rounding(pixels / h), bw)
+    bh, bw = bh.clamp(min_side, h), bw.clamp(min_side, w)
     top = (torch.rand(n, device=device) * (h - bh + 1)).floor()
     left = (torch.rand(n, device=device) * (w - bw + 1)).floor()
     r, c = torch.arange(h, device=device), torch.arange(w, device=device)
