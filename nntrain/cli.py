@@ -4,12 +4,13 @@
 
 # %% auto #0
 __all__ = ['HUB_DATASET', 'OFFLINE_VARS', 'DEFAULTS', 'hub_reachable', 'load_parquet_folder', 'load_data', 'build_learner',
-           'run_lr_finder', 'find_lr', 'plan_run', 'train', 'build_parser', 'main']
+           'run_lr_finder', 'find_lr', 'setting_problem', 'check_settings', 'plan_run', 'train', 'build_parser', 'main']
 
-# %% ../nbs/09_cli.ipynb #465eed62
+# %% ../nbs/09_cli.ipynb #f7776d22
 import argparse
 import json
 import math
+import numbers
 import os
 import re
 import socket
@@ -153,8 +154,27 @@ def _finder_epochs(n_batches, mult, start=1e-6, end=10.):
     "Epochs enough for the lr to grow from `start` to `end` by `mult` a batch (at least 3): a small set has few batches an epoch."
     return max(3, math.ceil(math.log(end / start) / math.log(mult) / max(1, n_batches)))
 
-# %% ../nbs/09_cli.ipynb #e903c363
+# %% ../nbs/09_cli.ipynb #17a6e4e1
 DEFAULTS = dict(epochs=RECIPE['epochs'], bs=RECIPE['bs'], lr=RECIPE['lr'], augment=True, fast=True, seed=42)
+
+def setting_problem(name, value):
+    "What is wrong with `value` for the run setting `name` (None if nothing): one rule for the command's flags and for `train`."
+    if name in ('epochs', 'bs', 'seed'):
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral): return 'must be a whole number'
+        lowest = {'epochs': 1, 'bs': 2, 'seed': 0}[name]
+        if value < lowest:
+            why = " (the ResNet's BatchNorm layers need 2 or more images in a training batch)" if name == 'bs' else ''
+            return f'must be {lowest} or more{why}'
+        if name == 'seed' and value >= 2**64: return 'must be below 2**64 (PyTorch seeds are 64-bit numbers)'
+    if name == 'lr' and (isinstance(value, bool) or not isinstance(value, numbers.Real) or not (math.isfinite(value) and value > 0)):
+        return 'must be a finite number more than 0 (an inf or nan lr only turns the loss into nan)'
+    if name in ('augment', 'fast') and not isinstance(value, bool): return 'must be True or False'
+
+def check_settings(plan):
+    "Refuse, before any data is loaded, a run setting in `plan` that the recipe can't train with, naming the setting and the rule."
+    for name, value in plan.items():
+        problem = setting_problem(name, value)
+        if problem: raise ValueError(f'{name}={value!r}: {problem}.')
 
 def plan_run(checkpoint=None, resume=False, run=None, log=print, **given):
     "The run's settings: `given` (None = not given) over `DEFAULTS`, or, when resuming, the checkpointed run's plan (`run`: its `run.json`, if read)."
@@ -236,7 +256,7 @@ def _check_outputs(checkpoint, metrics_json, plot):
         raise ValueError(f"--plot {plot}: can't save a plot as {plot.suffix}: use one of {', '.join('.' + k for k in formats)}.")
     return plot
 
-# %% ../nbs/09_cli.ipynb #d56d99e0
+# %% ../nbs/09_cli.ipynb #37d52fb5
 def train(data=None, epochs=None, bs=None, lr=None, lr_find=False, augment=None, fast=None, checkpoint=None,
           resume=False, metrics_json=None, plot=None, seed=None, show_progress=True, extra_subs=(), log=print):
     "Train the recipe on Fashion-MNIST (settings left None take `DEFAULTS`) and return the final metrics, epochs and wall seconds."
@@ -246,6 +266,7 @@ def train(data=None, epochs=None, bs=None, lr=None, lr_find=False, augment=None,
     held = resume and checkpoint and all(Path(checkpoint, f).exists() for f in ('last.pt', 'run.json'))
     run = _read_run(Path(checkpoint) / 'run.json') if held else None
     plan, resume_from = plan_run(checkpoint, resume, run, log, epochs=epochs, bs=bs, lr=lr, augment=augment, fast=fast, seed=seed)
+    check_settings(plan)
     run_source = None
     if resume_from: data, run_source = _resumed_data(checkpoint, run, data)
     dd, source = load_data(data, log=log)
@@ -293,7 +314,7 @@ def _save_plot(history, path):
     finally: plt.close(fig)
     return path
 
-# %% ../nbs/09_cli.ipynb #f830699c
+# %% ../nbs/09_cli.ipynb #de5d6ad3
 def build_parser():
     "The argument parser of the `nntrain` command."
     p = argparse.ArgumentParser(prog='nntrain', description='nntrain: a small, fast, hackable PyTorch training library.')
@@ -306,15 +327,14 @@ def build_parser():
     d.add_argument('--data', metavar='PATH', help='a folder of Fashion-MNIST/MNIST idx files or of train/test parquet files, '
                                                   'or a Hub dataset id (OWNER/NAME)')
     o = t.add_argument_group('training')
-    o.add_argument('--epochs', type=_int_at_least(1), help=f"number of epochs (default: {DEFAULTS['epochs']})")
-    o.add_argument('--bs', type=_int_at_least(2, why="the ResNet's BatchNorm layers need 2 or more images in a training batch"),
-                   help=f"batch size, 2 or more (default: {DEFAULTS['bs']})")
-    o.add_argument('--lr', type=_positive_float, help=f"peak learning rate of the one-cycle schedule (default: {DEFAULTS['lr']})")
+    o.add_argument('--epochs', type=_flag_type('epochs', int), help=f"number of epochs (default: {DEFAULTS['epochs']})")
+    o.add_argument('--bs', type=_flag_type('bs', int), help=f"batch size, 2 or more (default: {DEFAULTS['bs']})")
+    o.add_argument('--lr', type=_flag_type('lr', float), help=f"peak learning rate of the one-cycle schedule (default: {DEFAULTS['lr']})")
     o.add_argument('--lr-find', action='store_true', help='run the learning-rate finder first and use its suggestion')
     o.add_argument('--no-augment', dest='augment', action='store_const', const=False, help='train without batch augmentation')
     o.add_argument('--no-fast', dest='fast', action='store_const', const=False,
                    help='train in float32, without bf16 autocast, channels-last and CPUAllocatorS')
-    o.add_argument('--seed', type=_seed, help=f"random seed, 0 to 2**64 - 1 (default: {DEFAULTS['seed']})")
+    o.add_argument('--seed', type=_flag_type('seed', int), help=f"random seed, 0 to 2**64 - 1 (default: {DEFAULTS['seed']})")
     s = t.add_argument_group('saving')
     s.add_argument('--checkpoint', metavar='DIR', help='save last.pt and best.pt (by validation accuracy) into DIR after '
                                                        'every epoch, and the training curves as DIR/training_curves.png '
@@ -324,27 +344,15 @@ def build_parser():
     s.add_argument('--plot', metavar='FILE', help='save the training curves (loss, accuracy, lr) to FILE (.png)')
     return p
 
-def _int_at_least(lowest, why=''):
-    "An argparse type: a whole number, `lowest` or more (`why`, if given, says why in the message)."
-    def int_(s):
-        v = int(s)
-        if v < lowest: raise argparse.ArgumentTypeError(f'must be {lowest} or more' + (f' ({why})' if why else '') + f', got {s}')
-        return v
-    int_.__name__ = 'int'  # argparse names the type in its message: "invalid int value: 'x'"
-    return int_
-
-def _seed(s):
-    "An argparse type: a random seed, a whole number from 0 to 2**64 - 1 (`torch.manual_seed` takes 64 bits)."
-    v = _int_at_least(0)(s)
-    if v >= 2**64: raise argparse.ArgumentTypeError(f'must be below 2**64 (PyTorch seeds are 64-bit numbers), got {s}')
-    return v
-_seed.__name__ = 'int'
-
-def _positive_float(s):
-    "An argparse type: a finite number more than 0 (an inf or nan lr would only turn the loss into nan)."
-    v = float(s)
-    if not (math.isfinite(v) and v > 0): raise argparse.ArgumentTypeError(f'must be a finite number more than 0, got {s}')
-    return v
+def _flag_type(name, parse):
+    "An argparse type for the setting `name`: the text parsed by `parse` (int or float), then held to `setting_problem`'s rule."
+    def type_(s):
+        value = parse(s)  # a ValueError here gives argparse's own message: "invalid int value: 'x'"
+        problem = setting_problem(name, value)
+        if problem: raise argparse.ArgumentTypeError(f'{problem}, got {s}')
+        return value
+    type_.__name__ = parse.__name__
+    return type_
 
 def main(argv=None):
     "Entry point of the `nntrain` console command."
