@@ -53,7 +53,7 @@ class Hook:
     def __enter__(self): return self
     def __exit__(self, *exc_info): self.remove()
 
-# %% ../nbs/03_activations.ipynb #c9ce3a49
+# %% ../nbs/03_activations.ipynb #ab2ac1b5
 _CONTAINERS = (nn.ModuleList, nn.ModuleDict)  # hold modules but are never called themselves
 
 def _members(m):
@@ -62,13 +62,14 @@ def _members(m):
     return [x for c in (m.values() if isinstance(m, nn.ModuleDict) else m) for x in _members(c)]
 
 def _as_module_list(modules):
-    "`modules` as a non-empty list of `nn.Module`s (a ModuleList or ModuleDict as its members), or a clear error."
+    "`modules` as a non-empty list of distinct `nn.Module`s (a ModuleList, ModuleDict or dict as its members), or a clear error."
     if isinstance(modules, nn.Module): modules = [modules]
+    if isinstance(modules, dict): modules = list(modules.values())
     try: modules = list(modules)
     except TypeError: raise TypeError(f"modules must be an nn.Module or a list of them, got {modules!r}.") from None
     bad = [type(m).__name__ for m in modules if not isinstance(m, nn.Module)]
     if bad: raise TypeError(f"modules must all be nn.Modules, got {', '.join(bad)}.")
-    modules = [x for m in modules for x in _members(m)]
+    modules = list({id(x): x for m in modules for x in _members(m)}.values())  # a module given twice is watched once
     if not modules: raise ValueError("modules is empty (or only empty ModuleLists/ModuleDicts): pass the modules to "
                                      "watch, or None to watch the model's children.")
     return modules
@@ -78,12 +79,12 @@ def _hooked_modules(modules, model):
     in_model = {id(m) for m in model.modules()}
     def is_slice(m):  # a Sequential the model does not hold (so never calls), of layers it does hold
         return isinstance(m, nn.Sequential) and id(m) not in in_model and len(m) and all(id(c) in in_model for c in m)
-    out = [x for m in modules for x in (m if is_slice(m) else [m])]
+    out = list({id(x): x for m in modules for x in (m if is_slice(m) else [m])}.values())  # a slice and its layer: once
     return out, [id(m) in in_model for m in out]
 
 def _default_modules(model):
-    "The children of `model` that have parameters (the model itself if it has no such children)."
-    mods = [m for m in model.children() if next(m.parameters(), None) is not None]
+    "The children of `model` that have parameters, a ModuleList's or ModuleDict's members for the container (the model itself if none)."
+    mods = [x for m in model.children() for x in _members(m) if next(x.parameters(), None) is not None]
     return mods or [model]
 
 def _count(hook):
@@ -106,45 +107,70 @@ def _never_ran_message(silent, n):
                 f"{'it' if len(inside) == 1 else 'them'} while training: watch the modules it does call.")
     return msg
 
-# %% ../nbs/03_activations.ipynb #f9e74e61
+# %% ../nbs/03_activations.ipynb #c92a139a
 def _abs_histogram(a, bins, max_abs):
-    "Counts of |`a`| in `bins` equal bins over [0, `max_abs`] (larger values in the last, nan left out): `torch.histc`'s counts, deterministic on every device."
+    "Counts of |`a`| in `bins` equal bins over [0, `max_abs`] (larger values in the last, nan left out): `torch.histc`'s bins, deterministic on every device."
     v = a.abs().clamp(max=max_abs)
     idx = (v * bins / max_abs).long().clamp_(0, bins - 1).masked_fill_(v.isnan(), bins).flatten()  # nan: a spare bin, dropped
-    return torch.zeros(bins + 1, device=a.device).scatter_add_(0, idx, torch.ones(idx.shape, device=a.device))[:bins]
+    # counted in integers: a float32 count stops growing at 2**24 (as CPU histc's does), which one large layer output passes
+    counts = torch.zeros(bins + 1, dtype=torch.long, device=a.device).scatter_add_(0, idx, torch.ones_like(idx))
+    return counts[:bins].float()
 
-# %% ../nbs/03_activations.ipynb #5748555a
+# %% ../nbs/03_activations.ipynb #60f2e6d4
 class ActivationStatsS(Subscriber):
-    "Records per training batch the mean, std, |activation| histogram and per-unit firing rate of `modules`' outputs."
+    "Records per training batch the mean, std, |activation| histogram and per-unit firing rate (units along `unit_dim`) of `modules`' outputs."
     order = 20  # after the other subscribers have set up the model
-    def __init__(self, modules=None, bins=40, max_abs=10.):
+    def __init__(self, modules=None, bins=40, max_abs=10., unit_dim=1):
         self.modules = None if modules is None else _as_module_list(modules)
         if bins < 1 or max_abs <= 0: raise ValueError(f"bins must be >= 1 and max_abs > 0, got {bins} and {max_abs}.")
-        self.bins, self.max_abs, self.hooks = int(bins), float(max_abs), []
+        if unit_dim not in (1, -1): raise ValueError(f"unit_dim must be 1 (channels: N×C×…) or -1 (features: N×…×F), got {unit_dim!r}.")
+        self.bins, self.max_abs, self.unit_dim, self.hooks, self._pass_hook = int(bins), float(max_abs), unit_dim, [], None
 
     def before_fit(self, learn):
         self.remove()  # statistics start afresh with every fit
         modules = _default_modules(learn.model) if self.modules is None else self.modules
         modules, in_model = _hooked_modules(modules, learn.model)
         self.hooks = [Hook(i, m, partial(self._record, learn)) for i, m in enumerate(modules)]
-        for h, inside in zip(self.hooks, in_model): h.pending, h.chunks, h.in_model = [], [], inside
+        for h, inside in zip(self.hooks, in_model):
+            h.pending, h.chunks, h.in_model = [], [], inside
+            h.last_pass, h.units, h.warned_rerun = -1, None, False  # the forward pass it last recorded, its units, a warning given
+        self._pass, self._pass_hook = 0, learn.model.register_forward_pre_hook(self._new_pass)
         self.epoch_starts = []  # number of batches recorded before each training epoch
         self.n_train_batches = 0  # training forward passes of the model, recorded or not
 
     def after_predict(self, learn):
         if learn.model.training: self.n_train_batches += 1
 
+    def _new_pass(self, model, inputs): self._pass += 1  # numbers the model's forward passes
+
     def _record(self, learn, hook, layer, inputs, output):
         if not learn.model.training: return
         if not isinstance(output, torch.Tensor):
             raise TypeError(f"ActivationStatsS can only watch modules that return a tensor; {hook.layer_name} "
                             f"returned {type(output).__name__}. Watch its submodules instead.")
+        if hook.in_model and hook.last_pass == self._pass: return self._warn_reran(hook)  # one row per forward pass
+        hook.last_pass = self._pass
+        units = output.shape[self.unit_dim] if output.ndim > 1 else 1
+        if hook.units is not None and units != hook.units:
+            raise RuntimeError(f"ActivationStatsS: {hook.layer_name} output {hook.units} units in one batch and {units} in "
+                               f"another, along dimension {self.unit_dim} of its output {tuple(output.shape)}. For "
+                               "sequences (N×T×F) pass unit_dim=-1, so that a unit is a feature, not a position.")
+        hook.units = units
         with torch.no_grad():
             a = output.detach().float()
             hist = _abs_histogram(a, self.bins, self.max_abs)
             nonzero = (a != 0).float()
-            firing = nonzero.mean([0, *range(2, a.ndim)]) if a.ndim > 1 else nonzero.mean().reshape(1)
+            firing = nonzero.mean([d for d in range(a.ndim) if d != self.unit_dim % a.ndim]) if a.ndim > 1 else nonzero.mean().reshape(1)
             hook.pending.append(torch.cat([a.mean().reshape(1), a.std().reshape(1), hist, firing]))
+
+    def _warn_reran(self, hook):
+        "Warn, once per module and fit, that `hook`'s module ran again in the same forward pass, and only its first run is kept."
+        if hook.warned_rerun: return
+        hook.warned_rerun = True
+        warnings.warn(f"ActivationStatsS: {hook.layer_name} ran more than once in one forward pass of the model (one module "
+                      "used in two places, such as a single nn.ReLU after two layers, or recomputed by activation "
+                      "checkpointing); only its first run in each pass is recorded. To see every use, give each place its "
+                      "own module, or watch the layers before each use.", stacklevel=2)
 
     def _flush(self):
         "Move the summaries recorded since the last flush to the CPU, in one transfer per module."
@@ -181,8 +207,9 @@ class ActivationStatsS(Subscriber):
         if silent: warnings.warn(f"ActivationStatsS: {_never_ran_message(silent, n)}", stacklevel=2)
 
     def remove(self):
-        "Remove the hooks from the modules (the recorded statistics stay)."
+        "Remove the hooks from the modules and the model (the recorded statistics stay)."
         for h in self.hooks: h.remove()
+        if getattr(self, '_pass_hook', None) is not None: self._pass_hook.remove(); self._pass_hook = None
 
 # %% ../nbs/03_activations.ipynb #827c7e7d
 @patch(as_prop=True)
@@ -302,7 +329,7 @@ def init_weights(m, leaky=0.):
         nn.init.kaiming_normal_(m.weight, a=leaky, nonlinearity='leaky_relu')
         if m.bias is not None: nn.init.zeros_(m.bias)
 
-# %% ../nbs/03_activations.ipynb #f238ac88
+# %% ../nbs/03_activations.ipynb #f4526e7e
 def _as_stat_tensor(value, name):
     try: t = torch.as_tensor(value).detach().to('cpu', torch.get_default_dtype())
     except (TypeError, ValueError, RuntimeError):
@@ -325,7 +352,13 @@ class NormalizationS(Subscriber):
         key = (x.device, dtype)
         if key not in self._on_device: self._on_device[key] = (self.mean.to(x.device, dtype), self.std.to(x.device, dtype))
         mean, std = self._on_device[key]
-        try: learn.batch[0] = (x - mean) / std
-        except RuntimeError as e:
-            raise ValueError(f"mean {tuple(mean.shape)} and std {tuple(std.shape)} do not broadcast against the inputs "
-                             f"{tuple(x.shape)}: use numbers, or per-channel tensors of shape (C, 1, 1).") from e
+        try: out = (x - mean) / std
+        except RuntimeError as e: raise _unbroadcastable(mean, std, x) from e
+        if out.shape != x.shape: raise _unbroadcastable(mean, std, x, out)  # stats with more dimensions would reshape the batch
+        learn.batch[0] = out
+
+def _unbroadcastable(mean, std, x, out=None):
+    "The error for statistics that don't fit the inputs `x` (`out`: what they would have made of them)."
+    made = f" (they would make them {tuple(out.shape)})" if out is not None else ''
+    return ValueError(f"mean {tuple(mean.shape)} and std {tuple(std.shape)} do not broadcast against the inputs "
+                      f"{tuple(x.shape)}{made}: use numbers, or per-channel tensors of shape (C, 1, 1).")
