@@ -9,7 +9,7 @@ __all__ = ['CHECKPOINT_FORMAT', 'CHECKPOINT_FORMAT_VERSION', 'TEMP_SUFFIX', 'get
            'save_checkpoint', 'check_model_state', 'load_model', 'Resume', 'CheckpointS', 'HistoryS', 'CSVLoggerS',
            'history_csv', 'plot_history', 'EarlyStoppingS', 'GradAccumS', 'LastMarked', 'GradClipS']
 
-# %% ../nbs/06_checkpoint.ipynb #5a0e5512
+# %% ../nbs/06_checkpoint.ipynb #dcb21dbc
 import csv
 import io
 import math
@@ -29,7 +29,7 @@ import torch
 from torch.utils.data import DataLoader
 
 import nntrain
-from .learner import CancelBatchException, CancelFitException, Subscriber, _known_len
+from .learner import CancelBatchException, CancelFitException, Subscriber, _known_len, part_of_run
 
 # %% ../nbs/06_checkpoint.ipynb #10c2dec7
 def get_rng_states():
@@ -346,7 +346,7 @@ class Resume:
 
 def _persistent(dl): return isinstance(dl, DataLoader) and dl.persistent_workers and dl.num_workers > 0
 
-# %% ../nbs/06_checkpoint.ipynb #bc695aad
+# %% ../nbs/06_checkpoint.ipynb #4b65cdae
 def _check_mode(mode):
     if mode not in ('min', 'max'): raise ValueError(f"mode must be 'min' (lower is better) or 'max' (higher is better), got {mode!r}.")
     return mode
@@ -381,14 +381,9 @@ def _improved(value, best, mode, min_delta):
     if best is None: return not math.isnan(value)
     return value < best - min_delta if mode == 'min' else value > best + min_delta
 
-def _part_of_run(learn):
-    "Whether this fit is part of the training run: it trains, and no subscriber of it undoes it (`undoes_fit`, as `LRFindS`)."
-    if not getattr(learn, 'do_train', True): return False  # an evaluation-only fit
-    return not any(getattr(s, 'undoes_fit', False) for s in getattr(learn, 'active_subs', learn.subs))
-
 def _epoch_done(learn):
     "Whether the epoch that just ended is a complete epoch of the run: its validation, or its training when this fit doesn't validate."
-    if not _part_of_run(learn): return False  # an evaluation-only fit or an lr search changes nothing worth saving
+    if not part_of_run(learn): return False  # an evaluation-only fit or an lr search changes nothing worth saving
     return not learn.training or not getattr(learn, 'do_valid', True)
 
 # %% ../nbs/06_checkpoint.ipynb #218946e0
@@ -454,14 +449,14 @@ def _final_epoch(learn):
     "Whether the fit ends after this epoch: it is the last, or a subscriber (`EarlyStoppingS`) has decided to stop after it."
     return learn.epoch == learn.n_epochs - 1 or any(getattr(s, 'stopped_epoch', None) == learn.epoch for s in learn.active_subs)
 
-# %% ../nbs/06_checkpoint.ipynb #fa761ee3
+# %% ../nbs/06_checkpoint.ipynb #874fc7be
 class HistoryS(Subscriber):
     "One record per epoch of the run in `learn.history` (MetricsS's train and valid numbers, lr, time), and every batch's lr in `lrs`."
     order = 2  # after MetricsS (0) and ProgressS (1), before the checkpoint
     def __init__(self): self.records, self.lrs, self._loaded, self._recording = [], [], None, False
 
     def before_fit(self, learn):
-        self._recording = _part_of_run(learn)  # an evaluation-only fit or an lr search keeps the run's history as it is
+        self._recording = part_of_run(learn)  # an evaluation-only fit or an lr search keeps the run's history as it is
         if self._recording or self._loaded is not None:
             state, self._loaded = self._loaded or {'records': [], 'lrs': []}, None  # a new history, unless resumed
             self.records[:], self.lrs[:] = state['records'], state['lrs']  # in place: `learn.history` is this very list

@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = ['EVENTS', 'device', 'CancelFitException', 'CancelEpochException', 'CancelBatchException', 'NonFiniteLossError',
            'Subscriber', 'check_subs', 'Learner', 'MetricsS', 'BatchAverage', 'default_device', 'to_device', 'DeviceS',
-           'ProgressS', 'LRFindS', 'MomentumLearner']
+           'ProgressS', 'LRFindS', 'part_of_run', 'MomentumLearner']
 
 # %% ../nbs/02_learner.ipynb #9939243f
 import math
@@ -549,6 +549,13 @@ def _smooth(xs, beta=0.9):
         avg = beta * avg + (1 - beta) * x
         out.append(avg / (1 - beta ** (i + 1)))
     return out
+
+# %% ../nbs/02_learner.ipynb #6389d0f0
+def part_of_run(learn):
+    "Whether `learn`'s current fit is part of the training run: it trains, and no subscriber of it undoes it (`undoes_fit`, as `LRFindS`)."
+    if not getattr(learn, 'do_train', True): return False  # an evaluation-only fit
+    subs = learn.active_subs if hasattr(learn, 'active_subs') else learn.subs  # the fit's own, where it has them
+    return not any(getattr(s, 'undoes_fit', False) for s in subs)
 
 # %% ../nbs/02_learner.ipynb #46795ec4
 class _CollectPreds(Subscriber):
