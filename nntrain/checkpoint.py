@@ -386,7 +386,7 @@ def _epoch_done(learn):
     if not part_of_run(learn): return False  # an evaluation-only fit or an lr search changes nothing worth saving
     return not learn.training or not getattr(learn, 'do_valid', True)
 
-# %% ../nbs/06_checkpoint.ipynb #218946e0
+# %% ../nbs/06_checkpoint.ipynb #75e8072d
 class CheckpointS(Subscriber):
     "Saves `last.pt` in folder `path` every `every` epochs (and after the last), and `best.pt` when `monitor` improves."
     order = 50
@@ -433,9 +433,10 @@ class CheckpointS(Subscriber):
         due = (learn.epoch + 1) % self.every == 0 or _final_epoch(learn)
         if not (due or improved): return
         state = checkpoint_state(learn)  # after updating `best`, so the file knows it
-        if due: atomic_save(state, self.last_path)
-        if improved and due: atomic_write(self.best_path, lambda f: _copy_file(self.last_path, f))  # no second pickling
-        elif improved: atomic_save(state, self.best_path)
+        # best.pt first: a stop between the two files leaves last.pt behind (its resume redoes the epoch), never ahead of best.pt
+        if improved: atomic_save(state, self.best_path)
+        if due and improved: atomic_write(self.last_path, lambda f: _copy_file(self.best_path, f))  # no second pickling
+        elif due: atomic_save(state, self.last_path)
 
     def state_dict(self): return {'best': self.best, 'best_epoch': self.best_epoch}
     def load_state_dict(self, state): self._loaded = dict(state)  # applied by the next before_fit
