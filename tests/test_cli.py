@@ -1,5 +1,5 @@
 "The `nntrain` console command, run as a user runs it: in a subprocess, offline."
-import gzip, json, os, shutil, subprocess, sys, time
+import gzip, json, os, shutil, signal, subprocess, sys, time
 from pathlib import Path
 
 import pytest
@@ -123,3 +123,32 @@ def test_unwritable_output_paths_are_clear_errors(tmp_path, opt):
     r = run_cli('train', '--epochs', '1', opt, str(tmp_path / 'afile' if opt == '--checkpoint' else tmp_path))
     assert r.returncode == 2 and 'nntrain: error:' in r.stderr and 'Traceback' not in r.stderr
     assert 'data:' not in r.stdout  # before any data is loaded
+
+def _interrupt(args, ready):
+    "Start `nntrain *args`, send it SIGINT (Ctrl-C) once `ready()` holds, and return `(returncode, stderr)`."
+    p = subprocess.Popen(cli_command(*args), env=CLI_ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # as a terminal's job gets it
+    try:
+        deadline = time.monotonic() + 300
+        while not ready():
+            assert p.poll() is None and time.monotonic() < deadline, 'the run ended before it could be interrupted'
+            time.sleep(0.005)
+        p.send_signal(signal.SIGINT)
+        _, err = p.communicate(timeout=120)
+    finally:
+        if p.poll() is None: p.kill(); p.wait()
+    return p.returncode, err
+
+def test_ctrl_c_ends_with_one_line_that_says_how_to_continue(tmp_path, small_idx):
+    "Ctrl-C: no traceback, exit status 130, and for a checkpointed run the command that continues it."
+    ck = tmp_path / 'ck'
+    args = ['train', '--data', str(small_idx), '--epochs', '50', '--no-augment', '--checkpoint', str(ck)]
+    rc, err = _interrupt(args, lambda: (ck / 'last.pt').exists())
+    assert rc == 130, err
+    last = err.strip().splitlines()[-1] if err.strip() else ''
+    assert 'Traceback' not in err and last.startswith('nntrain: interrupted'), err
+    assert last.endswith(f'continue it with nntrain train --checkpoint {ck} --resume'), err
+    fresh = tmp_path / 'fresh'  # interrupted before its first checkpoint: nothing to resume
+    rc, err = _interrupt(['train', '--data', str(small_idx), '--epochs', '50', '--checkpoint', str(fresh)],
+                         lambda: (fresh / 'run.json').exists())
+    assert rc == 130 and 'Traceback' not in err and '--resume' not in err and 'run the same command' in err, err
