@@ -6,30 +6,46 @@
 __all__ = ['check_hyperparameters', 'BaseOptimizer', 'SGD', 'Momentum', 'RMSProp', 'Adam', 'AdaBound', 'SchedulerS', 'conv_conn',
            'ResBlock', 'resnet', 'ModelMonitorS', 'AugmentS']
 
-# %% ../nbs/04_acceleration.ipynb #c70147a5
+# %% ../nbs/04_acceleration.ipynb #219abe35
 import math
+import numbers
 
 import torch
 from fastcore.basics import patch
 
-from .learner import Subscriber
+from .learner import Subscriber, part_of_run
 
-# %% ../nbs/04_acceleration.ipynb #3b01bc89
+# %% ../nbs/04_acceleration.ipynb #616e6915
 _ALIASES = {'wd': 'weight_decay', 'mom': 'momentum', 'sqr_mom': 'alpha'}  # the course's names -> torch's keys
+# the keys torch's own optimizers read (torch.optim.SGD, Adam, AdamW, RMSprop, ...): given to an optimizer here that
+# lacks one, with a value that changes torch's algorithm (not 0, False or None), it would be silently ignored
+_TORCH_HYPERPARAMETERS = ('lr', 'momentum', 'dampening', 'nesterov', 'weight_decay', 'betas', 'eps', 'alpha', 'centered',
+                          'amsgrad', 'maximize', 'foreach', 'capturable', 'differentiable', 'fused', 'decoupled_weight_decay',
+                          'lr_decay', 'initial_accumulator_value', 'rho', 'lambd', 't0', 'etas', 'step_sizes')
+
+def _number(v):
+    "`v` as a float if it is a real number (or a one-element real tensor); otherwise nan, which fails every range check."
+    if isinstance(v, torch.Tensor) and v.numel() == 1 and not v.is_complex(): return float(v)
+    return float(v) if isinstance(v, numbers.Real) and not isinstance(v, bool) else math.nan
 
 def check_hyperparameters(name, group):
     "Raise a `ValueError` naming the first hyperparameter of `group` that is out of range for optimizer `name`."
     def bad(key, rule): raise ValueError(f"{name}: {key}={group[key]!r} is invalid, it must be {rule}.")
-    for key in ('lr', 'weight_decay', 'eps', 'final_lr'):
-        if key in group and not group[key] >= 0: bad(key, '>= 0')
+    for key in ('lr', 'weight_decay', 'eps', 'base_lr'):
+        if key in group and not 0 <= _number(group[key]) < math.inf: bad(key, 'a finite number >= 0')
+    if 'final_lr' in group and not 0 < _number(group['final_lr']) < math.inf:
+        bad('final_lr', 'a finite number > 0 (the step size AdaBound ends at: at 0 it would stop moving)')
     for key in ('momentum', 'alpha'):
-        if key in group and not 0 <= group[key] < 1: bad(key, 'in [0, 1)')
-    if 'gamma' in group and not 0 < group['gamma'] < 1: bad('gamma', 'in (0, 1)')
+        if key in group and not 0 <= _number(group[key]) < 1: bad(key, 'a number in [0, 1)')
+    if 'gamma' in group and not 0 < _number(group['gamma']) < 1: bad('gamma', 'a number in (0, 1)')
     if 'betas' in group:
         b = group['betas']
-        if len(b) != 2 or not all(0 <= x < 1 for x in b): bad('betas', 'a pair (beta1, beta2) with each in [0, 1)')
+        if not (isinstance(b, (tuple, list)) and len(b) == 2 and all(0 <= _number(x) < 1 for x in b)):
+            bad('betas', 'a pair (beta1, beta2) with each in [0, 1)')
+    if 'foreach' in group and group['foreach'] not in (None, True, False):
+        bad('foreach', 'None (choose by device), True or False')
 
-# %% ../nbs/04_acceleration.ipynb #9a156aad
+# %% ../nbs/04_acceleration.ipynb #2545f124
 _FOREACH_DEVICES = ('cuda', 'xpu')  # where torch itself defaults to its foreach implementations
 
 def _as_real(t):
@@ -45,18 +61,36 @@ class BaseOptimizer(torch.optim.Optimizer):
     def add_param_group(self, param_group):
         "Add a param group; the course's names `wd`, `mom`, `sqr_mom`, `beta1`, `beta2` are accepted for torch's keys."
         group, name = dict(param_group), type(self).__name__
+        known = sorted(k for k in self.defaults if k != 'foreach')
         for ours, torchs in _ALIASES.items():
             if ours not in group: continue
             if torchs not in self.defaults:
-                known = sorted(k for k in self.defaults if k != 'foreach')
                 raise ValueError(f"{name} has no hyperparameter {ours!r} ({torchs!r}); its hyperparameters are {known}.")
+            if torchs in group:
+                raise ValueError(f"{name}: the group gives both {ours!r} and {torchs!r}, two names for one hyperparameter: keep one.")
             group[torchs] = group.pop(ours)
         if 'beta1' in group or 'beta2' in group:
             if 'betas' not in self.defaults: raise ValueError(f"{name} has no betas: remove beta1/beta2 from the group.")
-            b1, b2 = group.get('betas', self.defaults['betas'])
+            if 'betas' in group: raise ValueError(f"{name}: the group gives both 'betas' and 'beta1'/'beta2': keep one.")
+            b1, b2 = self.defaults['betas']
             group['betas'] = (group.pop('beta1', b1), group.pop('beta2', b2))
+        for key, value in group.items():  # other keys (a group's name, a scheduler's initial_lr, your own tags) are kept as they are
+            if key in _TORCH_HYPERPARAMETERS and key not in self.defaults and value not in (0, False, None):
+                raise ValueError(f"{name} has no hyperparameter {key!r} ({key}={value!r} would be silently ignored); "
+                                 f"its hyperparameters are {known}.")
         check_hyperparameters(name, {**self.defaults, **group})
         super().add_param_group(group)
+
+    def load_state_dict(self, state_dict):
+        "Load a `state_dict`; a complex parameter's state is cast to its real view's dtype and device (torch does it for real ones only)."
+        super().load_state_dict(state_dict)
+        for p, state in self.state.items():
+            if not p.is_complex(): continue
+            real = _as_real(p)
+            for k, v in state.items():
+                if k == 'step' or not isinstance(v, torch.Tensor): continue
+                if v.is_complex(): v = torch.view_as_real(v)  # saved in complex form, as torch's own optimizers keep it
+                if v.is_floating_point(): state[k] = v.to(dtype=real.dtype, device=real.device)
 
     def update(self, p, grad, state, group):
         "Update parameter `p` in place from its `grad`, its `state` dict and its `group`'s hyperparameters."
@@ -100,7 +134,7 @@ class SGD(BaseOptimizer):
         if wd: p.mul_(1 - lr * wd)
         p.add_(grad, alpha=-lr)
 
-# %% ../nbs/04_acceleration.ipynb #9de8bef6
+# %% ../nbs/04_acceleration.ipynb #f5ab58f3
 class Momentum(BaseOptimizer):
     "SGD along an exponential moving average of the gradients, `mom` being the weight on the past."
     def __init__(self, params, lr, wd=0., mom=0.9, foreach=None):
@@ -111,7 +145,7 @@ class Momentum(BaseOptimizer):
         lr, wd, mom = group['lr'], group['weight_decay'], group['momentum']
         if wd: p.mul_(1 - lr * wd)
         if 'momentum_buffer' not in state: state['momentum_buffer'] = grad.clone()
-        else: state['momentum_buffer'].mul_(mom).add_(grad, alpha=1 - mom)
+        else: state['momentum_buffer'].lerp_(grad, 1 - mom)  # mom*buf + (1-mom)*grad in one operation
         p.add_(state['momentum_buffer'], alpha=-lr)
 
 # %% ../nbs/04_acceleration.ipynb #e9cf22f3
@@ -132,7 +166,7 @@ class RMSProp(BaseOptimizer):
             p.add_(state['momentum_buffer'].mul_(mom).addcdiv_(grad, denom), alpha=-lr)
         else: p.addcdiv_(grad, denom, value=-lr)
 
-# %% ../nbs/04_acceleration.ipynb #bc80111b
+# %% ../nbs/04_acceleration.ipynb #5f9597b7
 def _next_adam_step(p, state):
     "Count a step of `p` and return its number; the first one creates the zeroed first and second moment averages."
     if not state:
@@ -152,12 +186,12 @@ class Adam(BaseOptimizer):
         lr, (beta1, beta2), eps, wd = group['lr'], group['betas'], group['eps'], group['weight_decay']
         t = _next_adam_step(p, state)
         if wd: p.mul_(1 - lr * wd)
-        avg = state['exp_avg'].mul_(beta1).add_(grad, alpha=1 - beta1)
+        avg = state['exp_avg'].lerp_(grad, 1 - beta1)
         sqr_avg = state['exp_avg_sq'].mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
         denom = (sqr_avg / (1 - beta2 ** t)).sqrt_().add_(eps)
         p.addcdiv_(avg, denom, value=-lr / (1 - beta1 ** t))
 
-# %% ../nbs/04_acceleration.ipynb #2b24ed06
+# %% ../nbs/04_acceleration.ipynb #e46ccdb0
 class AdaBound(BaseOptimizer):
     "Adam whose per-weight step sizes are clipped to a band that closes in on `final_lr` (SGD) as training goes on."
     def __init__(self, params, lr=1e-3, final_lr=0.1, gamma=1e-3, beta1=0.9, beta2=0.999, eps=1e-8, wd=0., foreach=None):
@@ -181,62 +215,73 @@ class AdaBound(BaseOptimizer):
         lr, (beta1, beta2), eps, wd = group['lr'], group['betas'], group['eps'], group['weight_decay']
         t = _next_adam_step(p, state)
         if wd: grad = grad.add(p, alpha=wd)
-        avg = state['exp_avg'].mul_(beta1).add_(grad, alpha=1 - beta1)
+        avg = state['exp_avg'].lerp_(grad, 1 - beta1)
         sqr_avg = state['exp_avg_sq'].mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
         adam_lr = lr * math.sqrt(1 - beta2 ** t) / (1 - beta1 ** t)
-        step_size = (adam_lr / sqr_avg.sqrt().add_(eps)).clamp_(*self.bounds(group, t))
+        step_size = sqr_avg.sqrt().add_(eps).reciprocal_().mul_(adam_lr).clamp_(*self.bounds(group, t))
         p.addcmul_(step_size, avg, value=-1)
 
-# %% ../nbs/04_acceleration.ipynb #b89308bd
+# %% ../nbs/04_acceleration.ipynb #3236d2a3
+_LOW_PRECISION = (torch.bfloat16, torch.float16)
+
+def _foreach_scale_(tensors, scalars):
+    "`torch._foreach_mul_(tensors, scalars)` (one scalar or one per tensor), with each scalar as exact as in `t.mul_(scalar)`."
+    if any(t.device.type == 'cpu' and t.dtype in _LOW_PRECISION for t in tensors):
+        # on the CPU the in-place foreach multiply rounds a number to the tensors' dtype first (0.99 -> 0.98828 in bf16);
+        # a float64 scalar tensor is applied in the op's float precision, as `t.mul_(scalar)` applies its number
+        scalars = ([torch.tensor(x, dtype=torch.float64) for x in scalars] if isinstance(scalars, (list, tuple))
+                   else torch.tensor(scalars, dtype=torch.float64))
+    torch._foreach_mul_(tensors, scalars)
+
 @patch
 def update_foreach(self: SGD, params, grads, states, group):
     "`SGD.update` for a whole param group at once, with `torch._foreach_*` operations."
     lr, wd = group['lr'], group['weight_decay']
-    if wd: torch._foreach_mul_(params, 1 - lr * wd)
+    if wd: _foreach_scale_(params, 1 - lr * wd)
     torch._foreach_add_(params, grads, alpha=-lr)
 
 @patch
 def update_foreach(self: Momentum, params, grads, states, group):
     "`Momentum.update` for a whole param group at once, with `torch._foreach_*` operations."
     lr, wd, mom = group['lr'], group['weight_decay'], group['momentum']
-    if wd: torch._foreach_mul_(params, 1 - lr * wd)
+    if wd: _foreach_scale_(params, 1 - lr * wd)
     started = [(s['momentum_buffer'], g) for s, g in zip(states, grads) if 'momentum_buffer' in s]
     if started: torch._foreach_lerp_([b for b, _ in started], [g for _, g in started], 1 - mom)
     for s, g in zip(states, grads):
         if 'momentum_buffer' not in s: s['momentum_buffer'] = g.clone()
     torch._foreach_add_(params, [s['momentum_buffer'] for s in states], alpha=-lr)
 
-# %% ../nbs/04_acceleration.ipynb #92bab521
+# %% ../nbs/04_acceleration.ipynb #55edeea1
 @patch
 def update_foreach(self: RMSProp, params, grads, states, group):
     "`RMSProp.update` for a whole param group at once, with `torch._foreach_*` operations."
     lr, wd, sqr_mom, eps, mom = (group[k] for k in ('lr', 'weight_decay', 'alpha', 'eps', 'momentum'))
-    if wd: torch._foreach_mul_(params, 1 - lr * wd)
+    if wd: _foreach_scale_(params, 1 - lr * wd)
     for p, s in zip(params, states):
         if 'square_avg' not in s: s['square_avg'] = torch.zeros_like(p)
         if mom and 'momentum_buffer' not in s: s['momentum_buffer'] = torch.zeros_like(p)
     sqr_avgs = [s['square_avg'] for s in states]
-    torch._foreach_mul_(sqr_avgs, sqr_mom)
+    _foreach_scale_(sqr_avgs, sqr_mom)
     torch._foreach_addcmul_(sqr_avgs, grads, grads, value=1 - sqr_mom)
     denoms = torch._foreach_sqrt(sqr_avgs)
     torch._foreach_add_(denoms, eps)
     if mom:
         bufs = [s['momentum_buffer'] for s in states]
-        torch._foreach_mul_(bufs, mom)
+        _foreach_scale_(bufs, mom)
         torch._foreach_addcdiv_(bufs, grads, denoms)
         torch._foreach_add_(params, bufs, alpha=-lr)
     else: torch._foreach_addcdiv_(params, grads, denoms, value=-lr)
 
-# %% ../nbs/04_acceleration.ipynb #31595ee4
+# %% ../nbs/04_acceleration.ipynb #25accfff
 @patch
 def update_foreach(self: Adam, params, grads, states, group):
     "`Adam.update` for a whole param group at once, with `torch._foreach_*` operations."
     lr, (beta1, beta2), eps, wd = group['lr'], group['betas'], group['eps'], group['weight_decay']
     ts = [_next_adam_step(p, s) for p, s in zip(params, states)]
-    if wd: torch._foreach_mul_(params, 1 - lr * wd)
+    if wd: _foreach_scale_(params, 1 - lr * wd)
     avgs, sqr_avgs = [s['exp_avg'] for s in states], [s['exp_avg_sq'] for s in states]
     torch._foreach_lerp_(avgs, grads, 1 - beta1)
-    torch._foreach_mul_(sqr_avgs, beta2)
+    _foreach_scale_(sqr_avgs, beta2)
     torch._foreach_addcmul_(sqr_avgs, grads, grads, value=1 - beta2)
     denoms = torch._foreach_div(sqr_avgs, [1 - beta2 ** t for t in ts])
     torch._foreach_sqrt_(denoms)
@@ -251,35 +296,37 @@ def update_foreach(self: AdaBound, params, grads, states, group):
     if wd: grads = torch._foreach_add(grads, params, alpha=wd)
     avgs, sqr_avgs = [s['exp_avg'] for s in states], [s['exp_avg_sq'] for s in states]
     torch._foreach_lerp_(avgs, grads, 1 - beta1)
-    torch._foreach_mul_(sqr_avgs, beta2)
+    _foreach_scale_(sqr_avgs, beta2)
     torch._foreach_addcmul_(sqr_avgs, grads, grads, value=1 - beta2)
     step_sizes = torch._foreach_sqrt(sqr_avgs)
     torch._foreach_add_(step_sizes, eps)
     torch._foreach_reciprocal_(step_sizes)
-    torch._foreach_mul_(step_sizes, [lr * math.sqrt(1 - beta2 ** t) / (1 - beta1 ** t) for t in ts])
+    _foreach_scale_(step_sizes, [lr * math.sqrt(1 - beta2 ** t) / (1 - beta1 ** t) for t in ts])
     lowers, uppers = zip(*(self.bounds(group, t) for t in ts))
     torch._foreach_clamp_min_(step_sizes, list(lowers))
     torch._foreach_clamp_max_(step_sizes, list(uppers))
-    torch._foreach_mul_(step_sizes, avgs)
-    torch._foreach_sub_(params, step_sizes)
+    torch._foreach_addcmul_(params, step_sizes, avgs, value=-1)
 
-# %% ../nbs/04_acceleration.ipynb #2a9a2a03
+# %% ../nbs/04_acceleration.ipynb #56bd9c5a
 _SCHEDULED = ('lr', 'momentum', 'betas')  # the param-group keys torch's schedulers set
 
 class SchedulerS(Subscriber):
-    """Creates `scheduler_class(learn.opt)` at the start of each fit and steps it after every optimizer step
+    """Creates `scheduler_class(learn.opt)` at the start of each fit of the run and steps it after every optimizer step
     (once per training epoch with `per_epoch=True`); records the lr and momentum of the first param group."""
     def __init__(self, scheduler_class, per_epoch=False):
         self.scheduler_class, self.per_epoch = scheduler_class, per_epoch
-        self.scheduler, self.lrs, self.moms, self._pending = None, [], [], None
+        self.scheduler, self.lrs, self.moms, self._pending, self._active = None, [], [], None, False
 
     def before_fit(self, learn):
+        self._active = part_of_run(learn)
+        if not self._active: return  # evaluation only, or an lr search: the schedule, its record and a loaded state wait
         self.scheduler = self.scheduler_class(learn.opt)
         self.lrs, self.moms = [], []
         if self._pending is not None: self._resume(learn.opt, self._pending)
         self._pending = None
 
     def after_step(self, learn):
+        if not self._active: return
         group = learn.opt.param_groups[0]
         self.lrs.append(group['lr'])
         if 'betas' in group or 'momentum' in group:
@@ -287,11 +334,12 @@ class SchedulerS(Subscriber):
         if not self.per_epoch: self.scheduler.step()
 
     def after_epoch(self, learn):
-        if self.per_epoch and learn.training: self.scheduler.step()
+        if self._active and self.per_epoch and learn.training: self.scheduler.step()
 
     def state_dict(self):
         "The scheduler's state, the recorded lrs and momentums, and the scheduled values of each param group."
-        if self.scheduler is None: return self._pending or {}
+        if self._pending is not None: return self._pending  # loaded and not applied yet: the state the next fit resumes
+        if self.scheduler is None: return {}
         groups = [{k: g[k] for k in _SCHEDULED if k in g} for g in self.scheduler.optimizer.param_groups]
         return {'scheduler': self.scheduler.state_dict(), 'lrs': list(self.lrs), 'moms': list(self.moms), 'groups': groups}
 
