@@ -181,16 +181,23 @@ class Renderer:
             if nb in self.pages: return self.rel(self.pages[nb].as_posix() + (m.group(2) or ''))
         return url
 
+    # the inline tokens whose text pandoc's `stringify` keeps for a heading's identifier: text, code and math (as TeX)
+    HEADING_TEXT = ('text', 'code_inline', 'math_inline', 'math_inline_double')
+
     def _heading_ids(self, state):
         toks = state.tokens
         for i, t in enumerate(toks):
             if t.type != 'heading_open' or t.attrGet('id'): continue
-            text = ''.join(c.content for c in (toks[i + 1].children or []) if c.type in ('text', 'code_inline'))
+            children = toks[i + 1].children or []
+            text = ''.join(' ' if c.type in ('softbreak', 'hardbreak') else c.content
+                           for c in children if c.type in self.HEADING_TEXT + ('softbreak', 'hardbreak'))
             base = slugify(text); slug, n = base, 0
             while slug in self.ids: n += 1; slug = f'{base}-{n}'
             self.ids.add(slug)
             t.attrSet('id', slug)
-            self.toc.append((int(t.tag[1]), slug, text))
+            # the TOC shows the heading as the page does (code, math), without its links (a TOC entry is a link)
+            shown = self.md.renderer.renderInline(children, self.md.options, state.env)
+            self.toc.append((int(t.tag[1]), slug, re.sub(r'</?a\b[^>]*>', '', shown)))
 
     def _render_link_open(self, tokens, idx, options, env):
         t = tokens[idx]
@@ -347,8 +354,8 @@ class Renderer:
             here = page == self.page
             active = ' class="active" aria-current="page"' if here else ''
             items.append(f'<li><a href="{rel(page.as_posix())}"{active}>{self.inline(nav_title)}</a></li>')
-        toc = ''.join(f'<li class="toc-h{lvl}"><a href="#{slug}">{html.escape(text)}</a></li>'
-                      for lvl, slug, text in self.toc if lvl in (2, 3) and not text.startswith(('source',)))
+        toc = ''.join(f'<li class="toc-h{lvl}"><a href="#{slug}">{shown}</a></li>'
+                      for lvl, slug, shown in self.toc if lvl in (2, 3) and not shown.startswith(('source',)))
         toc = f'<nav id="toc" aria-label="On this page"><h2>On this page</h2><ul>{toc}</ul></nav>' if toc else ''
         desc = f'<p class="description">{self.inline(description)}</p>' if description else ''
         git = cfg.get('git_url', '')
@@ -382,26 +389,58 @@ class Renderer:
 </html>
 '''
 
+    # a link nbdev makes of a backticked name: `[`Learner.fit`](learner.html#learner.fit)`, rendered as below
+    DOC_LINK = re.compile(r'<a href="([^"]*)"[^>]*>\s*<code>([\w.]+)</code>\s*</a>')
+
     def save_pages(self, out: Path) -> list:
-        "Write the pages, pointing links to anchors that do not exist (nbdev links every method, but only top-level "
-        "names get an entry) at the nearest entry (`#learner.fit` -> `#learner`); return what was changed."
+        """Write the pages; return the links that were pointed at another anchor.
+
+        nbdev links every backticked name it knows (`Learner.fit` -> `learner.html#learner.fit`), but a method gets
+        an API entry only where a notebook has a `show_doc` cell for it. Such a link, and only such a link, is pointed
+        at the entry of the nearest dotted prefix that has one (`#learner.fit` -> `#learner`). Any other link to an
+        anchor that does not exist (a misspelt anchor in prose, a backticked private helper, a heading renamed)
+        raises `BrokenAnchors`, naming the page, the link and the notebook, after the pages are written."""
         ids = {p: set(re.findall(r'\sid="([^"]+)"', h)) for p, h in self.html.items()}
-        fixed = []
+        notebook = {pg.as_posix(): nb for nb, pg in (getattr(self, 'pages', None) or {}).items()}
+        fixed, broken = [], []
         for page, text in self.html.items():
-            def fix(m):
-                url = html.unescape(m.group(1))
-                if re.match(r'^[a-z][\w+.-]*:|^//', url) or '#' not in url: return m.group(0)
+            def target_of(url):
+                "(path, page it points to, fragment) of a link into the site with a fragment; None otherwise."
+                if re.match(r'^[a-z][\w+.-]*:|^//', url) or '#' not in url: return None
                 path, frag = url.split('#', 1)
-                target = os.path.normpath(os.path.join(os.path.dirname(page), path)) if path else page
-                if target not in ids or frag in ids[target]: return m.group(0)
-                new = frag
+                target = os.path.normpath(os.path.join(os.path.dirname(page), path)).replace(os.sep, '/') if path else page
+                return (path, target, frag) if target in ids else None
+
+            def doc_link(m):
+                url, name = html.unescape(m.group(1)), m.group(2)
+                t = target_of(url)
+                if t is None or t[2] in ids[t[1]] or t[2] != name.lower() or '.' not in t[2]: return m.group(0)
+                path, target, frag = t
+                new = frag.rpartition('.')[0]
                 while new and new not in ids[target]: new = new.rpartition('.')[0]
-                fixed.append(f'{page}: #{frag} -> {"#" + new if new else "top of " + target}')
-                return f'href="{html.escape(path + ("#" + new if new else ""))}"'
-            text = re.sub(r'href="([^"]*)"', fix, text)
+                if not new: return m.group(0)  # no entry for any prefix: reported below
+                fixed.append(f'{page}: #{frag} -> #{new}')
+                return m.group(0).replace(m.group(1), html.escape(f'{path}#{new}'), 1)
+
+            text = self.DOC_LINK.sub(doc_link, text)
+            for m in re.finditer(r'\shref="([^"]*)"', text):
+                t = target_of(html.unescape(m.group(1)))
+                if t is not None and t[2] not in ids[t[1]]:
+                    nb = notebook.get(page)
+                    broken.append(f'{page}: link {html.unescape(m.group(1))!r}: no id {t[2]!r} in {t[1]}'
+                                  + (f' (from {nb})' if nb else ''))
             (out / page).parent.mkdir(parents=True, exist_ok=True)
             (out / page).write_text(text, encoding='utf-8')
+        if broken: raise BrokenAnchors(broken, fixed)
         return fixed
+
+
+class BrokenAnchors(Exception):
+    "Links to anchors that no page has."
+    def __init__(self, broken, fixed=()):
+        self.broken, self.fixed = broken, list(fixed)
+        super().__init__(f'{len(broken)} link(s) to an anchor that does not exist (fix the notebook: a backticked name '
+                         'nbdev links must have an API entry, a heading link the heading\'s id):\n  ' + '\n  '.join(broken))
 
 
 SITE_CSS = '''
@@ -519,7 +558,8 @@ def main(argv=None):
         f = cache / r.with_suffix('.ipynb')
         if not f.exists(): missing.append(r.as_posix()); continue
         manifest.append(renderer.render_page(r, json.loads(f.read_text(encoding='utf-8')), nav, out))
-    fixed = renderer.save_pages(out)
+    try: fixed, broken = renderer.save_pages(out), None
+    except BrokenAnchors as e: fixed, broken = e.fixed, e
     if fixed: print(f'docs: {len(fixed)} link(s) to a name without an API entry of its own now go to the nearest '
                     f'entry, e.g. {fixed[0]}')
     (out / 'site.css').write_text(SITE_CSS + '\n' + renderer.fmt.get_style_defs(['.sourceCode', '.cell-markdown pre', '.cell-output-markdown pre']) + '\n')
@@ -537,7 +577,8 @@ def main(argv=None):
     failed = [r for r in results if r['error']]
     for r in failed:
         print(f'\n== {r["src"]} raised while building the docs:\n{r["error"]}', file=sys.stderr)
-    return 1 if failed else 0
+    if broken: print(f'\n== docs: {broken}', file=sys.stderr)
+    return 1 if failed or broken else 0
 
 
 if __name__ == '__main__':
