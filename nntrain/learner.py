@@ -31,7 +31,7 @@ class CancelEpochException(Exception):
 class CancelBatchException(Exception):
     "Raise in a subscriber to skip the rest of the current batch; `after_batch` is still published."
 
-# %% ../nbs/02_learner.ipynb #9033d6a7
+# %% ../nbs/02_learner.ipynb #cc76f26c
 class NonFiniteLossError(FloatingPointError):
     "The training loss became nan or inf; the message names the epoch and batch."
     def __init__(self, loss, epoch, batch, steps_since=0):
@@ -43,6 +43,9 @@ class NonFiniteLossError(FloatingPointError):
             f"The training loss is {loss} at epoch {epoch}, batch {batch}. {where} Usual causes: a learning rate "
             "that is too high, bad values in the inputs, or labels outside the range the loss expects. Pass "
             "check_finite=False to the Learner to train on regardless.")
+
+    def __reduce__(self):  # rebuilt from its fields, so it crosses process boundaries (a pool's worker) and deepcopies
+        return type(self), (self.loss, self.epoch, self.batch, self.steps_since)
 
 # %% ../nbs/02_learner.ipynb #8cf651d1
 EVENTS = ('before_fit', 'before_epoch', 'before_batch', 'after_predict', 'after_loss',
@@ -69,7 +72,7 @@ def check_subs(subs):
                             f"one of the event methods {', '.join(EVENTS)}.")
     return subs
 
-# %% ../nbs/02_learner.ipynb #2c83d85a
+# %% ../nbs/02_learner.ipynb #7a163342
 class Learner:
     "Trains `model` on `dls` with `loss_fn` and `optim_class(params, lr)`, publishing events to `subs`."
     def __init__(self, model, dls, loss_fn=F.cross_entropy, optim_class=torch.optim.SGD, lr=0.1, subs=(),
@@ -99,7 +102,8 @@ class Learner:
             self.n_epochs, self.epochs = n_epochs, range(start, n_epochs)  # known before `before_fit` wraps it
             self.do_train, self.do_valid = train, valid
             self._pending_checks = []  # GPU loss checks waiting for one sync (see `_check_loss_finite`)
-            self.opt = self.optim_class(self.model.parameters(), self.lr if lr is None else lr)
+            params = list(self.model.parameters())  # a model without any (a baseline) can still be evaluated: no optimizer
+            self.opt = self.optim_class(params, self.lr if lr is None else lr) if params or train else None
             if train: _drop_grads(self.model)  # nothing of an earlier fit's last batch goes into this fit's first step
             try:
                 self.publish('before_fit')
@@ -109,6 +113,7 @@ class Learner:
                     if valid: self._run_epoch(training=False)
             except CancelFitException: pass
             except BaseException as e:
+                if isinstance(e, (CancelBatchException, CancelEpochException)): _note_misplaced_cancel(e)
                 self._publish_after_fit(error=e)
                 raise
         finally:
@@ -125,7 +130,7 @@ class Learner:
         "Call `event` on every subscriber of the current fit that handles it, in `order`."
         for handler in self._handlers[event]: handler(self)
 
-# %% ../nbs/02_learner.ipynb #04f4b817
+# %% ../nbs/02_learner.ipynb #403673dd
 def _check_fit_args(self, n_epochs, train, valid):
     _check_parts(self.model, self.loss_fn, self.optim_class)
     if isinstance(n_epochs, bool) or not isinstance(n_epochs, numbers.Integral):
@@ -155,6 +160,12 @@ def _drop_grads(model):
     "Forget every gradient of `model`'s parameters (`.grad` None), as at the start of a training fit."
     for p in model.parameters(): p.grad = None
 
+def _note_misplaced_cancel(e):
+    "Add a note to a cancel that reached `fit`: it was raised outside the part of the loop it ends."
+    where = 'in a batch (before_batch to after_batch)' if isinstance(e, CancelBatchException) else 'in an epoch (before_epoch to after_epoch)'
+    e.add_note(f"nntrain: {type(e).__name__} was raised outside the part of the loop it ends: raise it {where}, "
+               "or CancelFitException to end the fit.")
+
 def _known_len(iterable):
     try: return len(iterable)
     except TypeError: return None
@@ -173,7 +184,7 @@ def _build_dispatch(self, subs):
 
 Learner._build_dispatch = _build_dispatch
 
-# %% ../nbs/02_learner.ipynb #75cabb62
+# %% ../nbs/02_learner.ipynb #1699d386
 def _run_epoch(self, training):
     self.model.train(training)
     self.dl = self.dls.train if training else self.dls.valid
@@ -183,9 +194,12 @@ def _run_epoch(self, training):
             self.publish('before_epoch')
             for self.iter, batch in enumerate(self.dl):
                 # our own list, whose items subscribers replace (never the data's); a bare tensor is inputs only
+                if isinstance(batch, dict): raise _dict_batch(batch)
                 self.batch = [batch] if isinstance(batch, torch.Tensor) else list(batch)
                 self._run_batch()
-        except CancelEpochException: cancelled = True
+        except CancelEpochException:
+            cancelled = True
+            if training: self.zero_grad()  # a batch cancelled between backward and step: its gradients stay in this epoch
         except CancelFitException:
             if training: self._flush_checks()  # a fit cancelled mid-epoch still looks at the losses it queued on the GPU
             raise
@@ -197,7 +211,7 @@ def _run_epoch(self, training):
 
 Learner._run_epoch = _run_epoch
 
-# %% ../nbs/02_learner.ipynb #a0532125
+# %% ../nbs/02_learner.ipynb #aca58109
 def _run_batch(self):
     h = self._handlers
     made = 0  # what this batch has replaced so far: 1 = preds, 2 = preds and loss
@@ -210,20 +224,33 @@ def _run_batch(self):
             _note_loss_inputs(self, e)
             raise
         made = 2
+        if isinstance(self.loss, torch.Tensor) and self.loss.numel() != 1: raise _not_one_number(self)
         for f in h['after_loss']: f(self)
         if self.model.training:
             if self.check_finite: self._check_loss_finite()
             self.backward()
             for f in h['after_backward']: f(self)
             self.step()
-            for f in h['after_step']: f(self)
-            self.zero_grad()
+            try:
+                for f in h['after_step']: f(self)
+            finally: self.zero_grad()  # the stepped gradients go, even when a subscriber cancels in after_step
     except CancelBatchException:  # leave nothing of the last batch behind
         if made < 1: self.preds = None
         if made < 2: self.loss = None
     try:
         for f in h['after_batch']: f(self)
     except CancelBatchException: pass
+
+def _dict_batch(batch):
+    "The error for a batch that is a dict, whose list would be its keys."
+    return TypeError(f"The data yields dicts (keys {list(batch)}), but a batch is a sequence (inputs, targets): the learner "
+                     "would see the keys. Return (x, y) from the dataset or a collate_fn (hf_ds_collate_fn does, for "
+                     "Hugging Face datasets), or subclass Learner with a predict and get_loss that read the dict.")
+
+def _not_one_number(self):
+    "The error for a loss that is not one number (a loss with reduction='none')."
+    return ValueError(f"The loss {_name(self.loss_fn)} returned a tensor of shape {tuple(self.loss.shape)}, but training needs one "
+                      "number per batch (its mean): use reduction='mean' (the default of torch's losses), or .mean() it.")
 
 def _note_loss_inputs(self, e):
     "Add a note to `e`, raised by the loss function, on what it was given (a cancel passes untouched)."
@@ -281,7 +308,7 @@ def _publish_after_fit(self, error=None):
 
 Learner._publish_after_fit = _publish_after_fit
 
-# %% ../nbs/02_learner.ipynb #d3848672
+# %% ../nbs/02_learner.ipynb #a9838e78
 def _scalar(x):
     return x.item() if isinstance(x, torch.Tensor) and x.numel() == 1 else x
 
@@ -305,8 +332,9 @@ class MetricsS(Subscriber):
     def after_batch(self, learn):
         if learn.loss is None: return  # the batch was cancelled before its loss
         y, n = learn.batch[1], len(learn.batch[1])
-        preds = learn.preds.detach()
-        for m in self.metrics.values(): m.update(preds, y)
+        if self.metrics:  # a model may return a tuple or dict: the loss reads it, and the metrics get it as it is
+            preds = learn.preds.detach() if isinstance(learn.preds, torch.Tensor) else learn.preds
+            for m in self.metrics.values(): m.update(preds, y)
         self._loss_sum = self._loss_sum + _at_least_fp32(learn.loss.detach()) * n
         self._count += n
 
@@ -362,7 +390,7 @@ class BatchAverage:
         return self._sum / self._count if self._count else torch.tensor(float('nan'))
     def __repr__(self): return f'BatchAverage({_name(self.fn)})'
 
-# %% ../nbs/02_learner.ipynb #d1a85a74
+# %% ../nbs/02_learner.ipynb #ca0e9aff
 def default_device():
     "CUDA if available, else Apple's MPS if available, else the CPU."
     if torch.cuda.is_available(): return torch.device('cuda')
@@ -372,8 +400,9 @@ def default_device():
 device = default_device()
 
 def to_device(x, device=device):
-    "Move a tensor, or the tensors in a (nested) list, tuple or dict, to `device`."
+    "Move a tensor, or the tensors in a (nested) list, tuple or dict, to `device`; an object with its own `.to` (a PackedSequence) moves itself."
     if isinstance(x, torch.Tensor): return x.to(device, non_blocking=True)
+    if callable(getattr(x, 'to', None)): return x.to(device)  # it moves itself: a PackedSequence, a BatchEncoding
     if isinstance(x, dict): return {k: to_device(v, device) for k, v in x.items()}
     if isinstance(x, tuple) and hasattr(x, '_fields'): return type(x)(*(to_device(o, device) for o in x))  # a namedtuple
     if isinstance(x, (list, tuple)): return type(x)(to_device(o, device) for o in x)
@@ -386,9 +415,9 @@ class DeviceS(Subscriber):
     def before_fit(self, learn): learn.model.to(self.device)
     def before_batch(self, learn): learn.batch = to_device(learn.batch, self.device)
 
-# %% ../nbs/02_learner.ipynb #78dd866f
+# %% ../nbs/02_learner.ipynb #34d8ed68
 class ProgressS(Subscriber):
-    "Progress bars with the epoch table (plain lines when not in a terminal); `plot=True` adds a live loss plot."
+    "Progress bars with the epoch table (plain lines when not in a terminal); `plot=True` adds a live loss plot in a notebook."
     order = MetricsS.order + 1
     def __init__(self, plot=False, bars=None):
         self.plot = plot
@@ -398,13 +427,14 @@ class ProgressS(Subscriber):
         bars = self.bars if self.bars is not None else (IN_NOTEBOOK or sys.stdout.isatty())
         self.mbar = master_bar(learn.epochs) if bars else None
         if self.mbar is not None: learn.epochs = self.mbar
-        self.train_losses, self.valid_losses, self._header_done = [], [], False
+        self.train_losses, self.valid_losses, self._header_done, self._bar = [], [], False, None
         m = getattr(learn, 'metrics', None)  # this fit's MetricsS, not one an earlier fit left on the learner
         self._metrics = m if any(s is m for s in learn.active_subs) else None
         if self._metrics is not None: self._metrics._log = self._log
         self.t0 = time.perf_counter()
 
     def _log(self, row):
+        self._end_bar()  # before the row: a cancelled epoch's bar would otherwise stay on the row's line
         row = {**row, 'elapsed': _format_time(time.perf_counter() - self.t0)}  # since the fit started
         cells = [_fmt(v) for v in row.values()]
         if self.mbar is not None:
@@ -417,7 +447,9 @@ class ProgressS(Subscriber):
 
     def before_epoch(self, learn):
         n = _known_len(learn.dl)  # a loader without a length gets a bar that counts without a total
-        if self.mbar is not None: learn.dl = progress_bar(learn.dl, total='noinfer' if n is None else n, leave=False, parent=self.mbar)
+        if self.mbar is None: return
+        learn.dl = self._bar = progress_bar(learn.dl, total='noinfer' if n is None else n, leave=False, parent=self.mbar)
+        if hasattr(self._bar, 'prefix'): self._bar.prefix = f'Epoch {learn.epoch + 1}/{learn.n_epochs} :'  # a resumed fit's too
 
     def after_batch(self, learn):
         if not learn.training or learn.loss is None: return
@@ -426,9 +458,17 @@ class ProgressS(Subscriber):
         if self.plot and self.mbar is not None and len(self.train_losses) % 10 == 0: self._update_graph(learn)
 
     def after_epoch(self, learn):
+        self._end_bar()
         if learn.training or self._metrics is None or not self._metrics._count: return  # no metrics, or no batch
         self.valid_losses.append((len(self.train_losses), self._metrics.loss))
         if self.plot and self.mbar is not None: self._update_graph(learn)
+
+    def after_fit(self, learn): self._end_bar()  # a fit cancelled or failed mid-epoch
+
+    def _end_bar(self):
+        "Clear the batch bar of an epoch that ended early (cancelled, failed): a bar that ran to its end has cleared itself."
+        bar, self._bar = getattr(self, '_bar', None), None
+        if bar is not None and bar.last_v is not None: bar.on_interrupt()
 
     def _update_graph(self, learn):
         graphs = [[range(len(self.train_losses)), self.train_losses]]
@@ -439,7 +479,7 @@ def _format_time(t):
     m, s = divmod(int(t), 60)
     return f'{m:02d}:{s:02d}'
 
-# %% ../nbs/02_learner.ipynb #548c4fef
+# %% ../nbs/02_learner.ipynb #5633cd2c
 class LRFindS(Subscriber):
     "Learning-rate range test: grows the lr by `mult` each batch until the loss explodes, then restores the model."
     order, undoes_fit = 5, True  # a search is no part of the run: chapter 6's checkpoints and histories leave it out
@@ -488,8 +528,8 @@ class LRFindS(Subscriber):
         return self._past_stop(self.losses[-1], min(self.losses[:-1]))
 
     def _past_stop(self, loss, lowest):
-        "The rule that ends a search: `loss` is not finite, or past `stop_factor` times the `lowest` before it."
-        return not math.isfinite(loss) or loss > self.stop_factor * lowest
+        "The rule that ends a search: `loss` is not finite, or past `stop_factor` times the `lowest` before it (for a lowest below 0, as far above it)."
+        return not math.isfinite(loss) or loss - lowest > (self.stop_factor - 1) * abs(lowest)
 
     def _below_range(self, minimum):
         "Whether a tenth of `minimum` lies below the lrs searched."
@@ -557,15 +597,14 @@ def part_of_run(learn):
     subs = learn.active_subs if hasattr(learn, 'active_subs') else learn.subs  # the fit's own, where it has them
     return not any(getattr(s, 'undoes_fit', False) for s in subs)
 
-# %% ../nbs/02_learner.ipynb #46795ec4
+# %% ../nbs/02_learner.ipynb #dd004512
 class _CollectPreds(Subscriber):
     "Keeps each evaluation batch's predictions (floats as fp32) and targets, on the CPU, for `Learner.get_preds`."
     order = 1000  # after every subscriber that changes the predictions
     def __init__(self): self.preds, self.targets = [], []
     def after_batch(self, learn):
         if learn.preds is None: return
-        p = learn.preds.detach()
-        self.preds.append((p.float() if p.is_floating_point() else p).cpu())
+        self.preds.append(_on_cpu(learn.preds))
         if len(learn.batch) > 1: self.targets.append(learn.batch[1].detach().cpu())
 
     def result(self):
@@ -574,7 +613,29 @@ class _CollectPreds(Subscriber):
         if self.targets and len(self.targets) != len(self.preds):
             raise ValueError("get_preds: some batches hold targets and some don't: give every batch (inputs, targets), "
                              "or inputs only.")
-        return torch.cat(self.preds), torch.cat(self.targets) if self.targets else None
+        return _cat(self.preds, 'predictions'), _cat(self.targets, 'targets') if self.targets else None
+
+def _on_cpu(p):
+    "Predictions `p` (a tensor, or a tuple, list or dict of them) detached on the CPU, floats as fp32."
+    if isinstance(p, torch.Tensor): return (p.detach().float() if p.is_floating_point() else p.detach()).cpu()
+    if isinstance(p, dict): return {k: _on_cpu(v) for k, v in p.items()}
+    if isinstance(p, tuple) and hasattr(p, '_fields'): return type(p)(*map(_on_cpu, p))
+    if isinstance(p, (list, tuple)): return type(p)(map(_on_cpu, p))
+    raise TypeError(f"get_preds collects tensors (or tuples, lists and dicts of them); the model returned a {type(p).__name__}.")
+
+def _cat(batches, what):
+    "The batches' tensors (or structures of them, as `_on_cpu` makes) concatenated along the first dimension."
+    first = batches[0]
+    if isinstance(first, dict): return {k: _cat([b[k] for b in batches], what) for k in first}
+    if isinstance(first, (list, tuple)):
+        parts = [_cat([b[i] for b in batches], what) for i in range(len(first))]
+        return type(first)(*parts) if hasattr(first, '_fields') else type(first)(parts)
+    try: return torch.cat(batches)
+    except RuntimeError as e:
+        shapes = sorted({tuple(b.shape) for b in batches})[:3]
+        raise ValueError(f"get_preds joins the batches' {what} along the first dimension, but their shapes differ beyond "
+                         f"it ({', '.join(map(str, shapes))}, ...): pad them to one shape in the collate_fn, or predict "
+                         "batch by batch with the model.") from e
 
 def _loss_if_labelled(learn):
     "`learn.get_loss`, skipped (the loss None) for a batch of inputs only, for `get_preds` on unlabelled data."
