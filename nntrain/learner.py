@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = ['EVENTS', 'device', 'CancelFitException', 'CancelEpochException', 'CancelBatchException', 'NonFiniteLossError',
            'Subscriber', 'check_subs', 'Learner', 'MetricsS', 'BatchAverage', 'default_device', 'to_device', 'DeviceS',
-           'ProgressS', 'LRFindS', 'part_of_run', 'MomentumLearner']
+           'ProgressS', 'LRFindS', 'part_of_run', 'fit_only', 'MomentumLearner']
 
 # %% ../nbs/02_learner.ipynb #9939243f
 import math
@@ -597,7 +597,7 @@ def part_of_run(learn):
     subs = learn.active_subs if hasattr(learn, 'active_subs') else learn.subs  # the fit's own, where it has them
     return not any(getattr(s, 'undoes_fit', False) for s in subs)
 
-# %% ../nbs/02_learner.ipynb #dd004512
+# %% ../nbs/02_learner.ipynb #bbfa8262
 class _CollectPreds(Subscriber):
     "Keeps each evaluation batch's predictions (floats as fp32) and targets, on the CPU, for `Learner.get_preds`."
     order = 1000  # after every subscriber that changes the predictions
@@ -649,14 +649,22 @@ class _OnlyValid:
     "The `dls` of the learner copy that `get_preds` runs: no training data, `dl` to evaluate."
     def __init__(self, dl): self.train, self.valid = None, dl
 
+def fit_only(method):
+    "Mark `method`, which a subscriber sets on the learner for its fit (as chapter 5's `CompileS` sets `predict`), so that `get_preds`'s copy of the learner leaves it out."
+    method.fit_only = True
+    return method
+
 @patch
 def get_preds(self: Learner, dl=None, subs=()):
     "`(preds, targets)` over `dl` (default: the validation data), on the CPU, through the `for_inference` subscribers (and `subs`); targets None for inputs-only batches."
     dl = getattr(self.dls, 'valid', None) if dl is None else dl
     if dl is None: raise ValueError("get_preds has no data: pass dl=..., or give the learner DataLoaders(train, valid).")
     collect, was_training = _CollectPreds(), self.model.training
-    prepare = [s for s in self.subs if getattr(s, 'for_inference', False)] + check_subs(subs)
+    # copies of the learner's own: a get_preds during a fit (from an after_epoch, say) leaves the fit's subscribers as they are
+    prepare = [copy(s) for s in self.subs if getattr(s, 'for_inference', False)] + check_subs(subs)
     evaluator = copy(self)  # its class's own predict and get_loss, and fit's attributes set on it, not on this learner
+    for name, method in list(vars(evaluator).items()):
+        if getattr(method, 'fit_only', False): delattr(evaluator, name)  # a subscriber's, for its fit: it would run that fit's
     evaluator.dls, evaluator.subs = _OnlyValid(dl), prepare + [collect]
     evaluator.get_loss = _loss_if_labelled(evaluator)
     try: evaluator.fit(1, train=False)
