@@ -228,6 +228,24 @@ def test_step_profile_floor_is_the_convolutions_time_for_the_epochs():
     # size 8 the convolutions take 80-90% of a step, so on a busy machine their separately timed sum can pass the step's time
     assert res['step_s'] > 0 and res['optimizer_step_s'] > 0 and res['conv_share'] > 0 and 'compiled_step_s' not in res
 
+def test_step_profile_times_a_real_convolution_forward_and_backward():
+    # what the timed callables run, op by op (not how long): the floor is only the convolutions' time if they run them
+    from collections import Counter
+    from torch.utils._python_dispatch import TorchDispatchMode
+    from bench_step_profile import conv_fns, conv_inputs, fast_model
+    class Ops(TorchDispatchMode):
+        def __init__(self): super().__init__(); self.ops = Counter()
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            self.ops[func.overloadpacket.__name__] += 1
+            return func(*args, **(kwargs or {}))
+    model, x = fast_model(), torch.randn(4, 1, 28, 28).contiguous(memory_format=torch.channels_last)
+    for name, (conv, *like) in conv_inputs(model, x).items():
+        forward, forward_backward = conv_fns(conv, *like)
+        with Ops() as fwd: forward()
+        with Ops() as both: forward_backward()
+        assert (fwd.ops['convolution'], fwd.ops['convolution_backward']) == (1, 0), (name, fwd.ops)
+        assert (both.ops['convolution'], both.ops['convolution_backward']) == (1, 1), (name, both.ops)
+
 def test_step_profile_median_of_runs_takes_every_time_as_the_median():
     from bench_step_profile import median_of_runs
     def run(t): return dict(step_s=t, optimizer_step_s=t / 10, steps_per_epoch=10, epochs=2,

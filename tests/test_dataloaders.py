@@ -202,6 +202,11 @@ def test_split_names(sample):
 def test_in_memory_to_device(sample):
     dl_ = InMemoryLoader.from_hf_ds(sample['test'], 500)
     assert dl_.to('cpu') is dl_ and dl_.device == torch.device('cpu')
+    # the meta device (shapes, no data) stands in for a GPU on a machine without one: the data and every batch move
+    meta = InMemoryLoader.from_hf_ds(sample['test'], 500, shuffle=True).to('meta')
+    xb, yb = next(iter(meta))
+    assert (meta.device.type, xb.device.type, yb.device.type, xb.shape) == ('meta', 'meta', 'meta', (500, 784))
+    assert next(iter(DataLoaders.from_hf_dd(sample, 256, in_memory=True, device='meta').train))[0].device.type == 'meta'
     if torch.cuda.is_available():
         dl_.to('cuda')
         xb, yb = next(iter(dl_))

@@ -38,6 +38,13 @@ def _skip_reason():
 
 
 SKIP = _skip_reason()
+REQUIRED = os.environ.get('NNTRAIN_REQUIRE_DOCS_SITE') == '1'  # .ci/run sets it: there, a skip would hide the whole site
+
+
+def test_the_site_and_the_browser_are_there_where_required():
+    "In CI the browser tests must run: a missing site, Chromium or Playwright fails here instead of skipping them all."
+    if REQUIRED: assert SKIP is None, SKIP
+    elif SKIP: pytest.skip(SKIP)
 PAGES = [p['page'] for p in json.loads(MANIFEST.read_text())['pages']] if MANIFEST.exists() else []
 per_page = pytest.mark.parametrize('page', PAGES or [pytest.param(None, marks=pytest.mark.skip(reason=SKIP or 'no pages'))])
 
