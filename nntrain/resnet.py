@@ -8,7 +8,7 @@ __all__ = ['RECIPE', 'FASHION_MNIST_STATS', 'conv_conn', 'ResBlock', 'resnet', '
            'MixedPrecisionS', 'ChannelsLastS', 'CompileS', 'CPUAllocatorS', 'fast_path', 'recipe_augmentation',
            'recipe_loss', 'recipe_optimizer']
 
-# %% ../nbs/05_resnet.ipynb #d8f8ce7a
+# %% ../nbs/05_resnet.ipynb #1663b89a
 import ctypes
 import math
 import os
@@ -20,10 +20,11 @@ from functools import partial
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.parameter import is_lazy
 from torch.utils.flop_counter import FlopCounterMode
 
-from .activations import Hook, conv_block
-from .learner import CancelFitException, Subscriber
+from .activations import Hook, _as_module_list, _members, conv_block
+from .learner import CancelFitException, Subscriber, fit_only
 
 # %% ../nbs/05_resnet.ipynb #20198c04
 def conv_conn(in_c, out_c, kernel_size=3, stride=2):
@@ -128,45 +129,70 @@ def module_macs(module, inputs, output, kwargs=None, batch_size=None):
         return _per_sample(x, n)                                # every input element is read once
     return 0  # activations, reshapes, dropout, …: elementwise, no multiply-accumulates
 
-# %% ../nbs/05_resnet.ipynb #789691c0
+# %% ../nbs/05_resnet.ipynb #aada00e6
 class ModelMonitorS(Subscriber):
     """Runs the forward pass of one training batch, records each of `modules`' input and output shape, parameters and
     MACs per sample (counted from the leaf layers that actually ran), then cancels the fit; `repr` shows the table.
     It warns when torch's operator-level count (`torch_macs`) finds products outside those layers."""
     order = 100  # the last to see the batch: measure the model as the other subscribers prepared it
     def __init__(self, modules=None):
-        if modules is not None:
-            if isinstance(modules, nn.Module): modules = [modules]
-            modules = list(modules)
-            bad = [type(m).__name__ for m in modules if not isinstance(m, nn.Module)]
-            if not modules or bad: raise TypeError(f"modules must be a non-empty list of nn.Modules (or None: the model's "
-                                                   f"children), got {bad or 'an empty list'}.")
-        self.modules, self.hooks, self.rows, self._buffers = modules, [], [], []
+        self.modules = None if modules is None else _as_module_list(modules)  # a ModuleList or ModuleDict: its members
+        self.hooks, self.rows, self._buffers, self._flops, self._on = [], [], {}, None, False
 
     def before_fit(self, learn):
         self.remove()
+        if not getattr(learn, 'do_train', True):
+            raise ValueError("ModelMonitorS measures the forward pass of a training batch, and this fit has none: call "
+                             "fit(train=True) (the monitor cancels the fit after that one batch, before any step).")
         self.rows, self._leaf_macs, self._shapes, self.torch_macs, self._flops = [], {}, {}, None, None
-        self._batch_size = None
-        self._modules = (list(learn.model.children()) or [learn.model]) if self.modules is None else self.modules
+        self._batch_size, self._on, self._running = None, False, []
+        if self.modules is None: self._modules = [x for c in learn.model.children() for x in _members(c)] or [learn.model]
+        else: self._modules = self.modules
         self._counted = [learn.model] if self.modules is None else self._modules  # the total: the whole model by default
-        self._buffers = [b.detach().clone() for b in learn.model.buffers()]  # BatchNorm's running statistics
-        self._modes = [(m, m.training) for m in learn.model.modules()]      # the fit sets train mode; we put each back
-        self.hooks = [Hook(i, m, self._record_shapes) for i, m in enumerate(self._modules)]
+        self._owner = {}  # each leaf's row when no row is running: the first that holds it
+        for i, m in enumerate(self._modules):
+            for l in mac_layers(m): self._owner.setdefault(id(l), i)
+        self._row_macs = [0] * len(self._modules)
+        self._modes = [(m, m.training) for m in learn.model.modules()]  # the fit sets train mode; we put each back
+        self.hooks = [m.register_forward_pre_hook(partial(self._enter_row, i)) for i, m in enumerate(self._modules)]
+        self.hooks += self._snapshot_buffers(learn.model)  # BatchNorm's running statistics
+        self.hooks += [Hook(i, m, self._record_shapes) for i, m in enumerate(self._modules)]
         self.hooks += [l.register_forward_hook(self._record_macs, with_kwargs=True) for l in mac_layers(self._modules)]
+        self.hooks += [m.register_forward_hook(self._leave_row) for m in self._modules]  # last: after the row's own count
+
+    def _snapshot_buffers(self, model):
+        "Copy the model's buffers by name; a lazy layer's, not made yet, once its first call has made them (the hooks that do it)."
+        self._buffers, hooks = {n: b.detach().clone() for n, b in model.named_buffers() if not is_lazy(b)}, []
+        def snapshot(prefix, module, inputs):  # runs after the layer's own pre-hook, which made its buffers
+            for n, b in module.named_buffers(prefix=prefix, recurse=False): self._buffers.setdefault(n, b.detach().clone())
+        for name, m in model.named_modules():
+            if any(is_lazy(b) for b in m.buffers(recurse=False)):
+                hooks.append(m.register_forward_pre_hook(partial(snapshot, name)))
+        return hooks
+
+    def _enter_row(self, i, module, inputs):
+        if self._on: self._running.append(i)
+
+    def _leave_row(self, module, inputs, output):
+        if self._on and self._running: self._running.pop()
 
     def _record_shapes(self, hook, module, inputs, output):
-        if module.training and id(module) not in self._shapes:
+        if self._on and id(module) not in self._shapes:
             self._shapes[id(module)] = (_shape(inputs[0] if inputs else None, self._batch_size), _shape(output, self._batch_size))
 
     def _record_macs(self, module, inputs, kwargs, output):
-        if module.training:
-            macs = module_macs(module, inputs, output, kwargs, self._batch_size)
-            self._leaf_macs[id(module)] = self._leaf_macs.get(id(module), 0) + macs
+        "Count one call of a leaf, for the row whose forward made it (the innermost running), else for the row that holds it."
+        if not self._on: return
+        macs = module_macs(module, inputs, output, kwargs, self._batch_size)
+        self._leaf_macs[id(module)] = self._leaf_macs.get(id(module), 0) + macs
+        self._row_macs[self._running[-1] if self._running else self._owner[id(module)]] += macs
 
     def before_batch(self, learn):
+        self._on, self._running = learn.training, []  # every call of the training batch counts, also one in eval mode
+        if not learn.training: return
         x = learn.batch[0]
-        if learn.training: self._batch_size = len(x) if isinstance(x, torch.Tensor) and x.ndim else None  # MACs are per sample of it
-        if learn.training and self.modules is None and self._flops is None:  # the operator count covers the whole model
+        self._batch_size = len(x) if isinstance(x, torch.Tensor) and x.ndim else None  # MACs are per sample of it
+        if self.modules is None and self._flops is None:  # the operator count covers the whole model
             self._flops = FlopCounterMode(display=False)
             self._flops.__enter__()
 
@@ -179,16 +205,15 @@ class ModelMonitorS(Subscriber):
 
     def after_predict(self, learn):
         if not learn.training: return
+        self._on = False
         flops = self._stop_flop_counter()
         self.rows = []
         for i, m in enumerate(self._modules):
-            own = {id(l) for l in mac_layers(m)}
             shape_in, shape_out = self._shapes.get(id(m), ('not run', 'not run'))
             self.rows.append(dict(layer=f'{i}_{type(m).__name__}', input=shape_in, output=shape_out,
-                                  params=sum(p.numel() for p in m.parameters()),
-                                  macs=sum(self._leaf_macs.get(l, 0) for l in own)))
-        self.total_macs = sum(self._leaf_macs.get(id(l), 0) for l in mac_layers(self._modules))
-        self.total_params = sum(p.numel() for p in {id(p): p for m in self._counted for p in m.parameters()}.values())
+                                  params=_n_params(m.parameters()), macs=self._row_macs[i]))
+        self.total_macs = sum(self._leaf_macs.values())  # = the rows' sum: each call counts in one row
+        self.total_params = _n_params({id(p): p for m in self._counted for p in m.parameters()}.values())
         x = learn.batch[0]
         if flops is not None and isinstance(x, torch.Tensor) and len(x): self._check_unhooked(flops / 2 / len(x))
         raise CancelFitException()  # one forward pass is all it takes: no step, the weights stay as they were
@@ -203,12 +228,14 @@ class ModelMonitorS(Subscriber):
                           "torch.einsum), where no hook sees it, so the table misses it.", stacklevel=2)
 
     def after_fit(self, learn):
+        self._on = False
         self._stop_flop_counter()  # a fit that failed between before_batch and after_predict
         self.remove()
-        with torch.no_grad():
-            for b, saved in zip(learn.model.buffers(), self._buffers): b.copy_(saved)
+        with torch.no_grad():  # by name: a lazy layer's buffers are new ones since the snapshot
+            for n, b in learn.model.named_buffers():
+                if n in self._buffers and not is_lazy(b): b.copy_(self._buffers[n])
         for m, training in getattr(self, '_modes', []): m.training = training
-        self._buffers, self._modes = [], []
+        self._buffers, self._modes = {}, []
 
     def remove(self):
         "Remove the hooks from the modules (the recorded table stays)."
@@ -223,6 +250,10 @@ class ModelMonitorS(Subscriber):
         for r in self.rows:
             lines.append(f'{r["layer"]:<{w}}{str(r["input"]):<18}{str(r["output"]):<18}{r["params"]:>12,}{r["macs"]:>14,}')
         return '\n'.join(lines)
+
+def _n_params(params):
+    "The number of elements of `params`; a lazy layer's parameters, not made yet, count 0."
+    return sum(0 if is_lazy(p) else p.numel() for p in params)
 
 def _shape(t, n=None):
     "A tensor's shape without its batch dimension: the first, or where `n` is given, the first of size `n` (an (L, N, E) sequence's second)."
@@ -332,7 +363,7 @@ class RandomErasing(nn.Module):
 
     def extra_repr(self): return f'p={self.p}, scale={self.scale}, ratio={self.ratio}, value={self.value!r}'
 
-# %% ../nbs/05_resnet.ipynb #bb82c617
+# %% ../nbs/05_resnet.ipynb #c940a902
 class _MixS(Subscriber):
     "Shared machinery of `MixUpS` and `CutMixS`: pair each training image with another of the batch, mix, soften the labels."
     order = -6  # after AugmentS (-7), before NormalizationS (-5)
@@ -372,7 +403,7 @@ class _MixS(Subscriber):
         y, y2, lam = self._mix
         c = learn.preds.shape[-1]
         lam = lam.float()[:, None]
-        learn.batch[1] = lam * F.one_hot(y, c).float() + (1 - lam) * F.one_hot(y2, c).float()
+        learn.batch[1] = lam * F.one_hot(y.long(), c).float() + (1 - lam) * F.one_hot(y2.long(), c).float()  # uint8, int32 labels too
 
     def after_loss(self, learn):
         "Hand the metrics the hard labels back: each image's own class, the larger part of its mix."
@@ -397,7 +428,7 @@ class CutMixS(_MixS):
         box = _random_boxes(n, h, w, 1 - lam, torch.zeros_like(lam), x.device, torch.floor, min_side=0) & (lam < 1)[:, None, None]
         return torch.where(_per_sample_view(box, x), x2, x), 1 - box.flatten(1).float().mean(1)  # area after rounding
 
-# %% ../nbs/05_resnet.ipynb #78390970
+# %% ../nbs/05_resnet.ipynb #c35571ea
 def _arm_cpu_features():
     "The feature flags of an Arm CPU as Linux lists them in /proc/cpuinfo (empty where there is no such file)."
     try:
@@ -430,8 +461,11 @@ class MixedPrecisionS(Subscriber):
         if dtype is not None and dtype not in (torch.bfloat16, torch.float16):
             raise ValueError(f"dtype must be torch.bfloat16, torch.float16 or None (the device's best), got {dtype!r}.")
         self.dtype, self.grad_scaler, self._ctx, self.scaler, self._loaded = dtype, grad_scaler, None, None, None
+        self._fits = ()  # per fit running, innermost last: its learner, what it replaced there, and its settings
 
     def before_fit(self, learn):
+        fit = dict(learn=learn, replaced={})  # first: an after_fit after a failure here takes back this fit's, no other's
+        self._fits = (*self._fits, fit)  # a new tuple: a copy of this subscriber (get_preds runs those) keeps its own
         p = next(learn.model.parameters(), None)
         self.device_type = p.device.type if p is not None else 'cpu'
         if not torch.amp.is_autocast_available(self.device_type):
@@ -444,19 +478,22 @@ class MixedPrecisionS(Subscriber):
             self.scaler = torch.amp.GradScaler(self.device_type)  # else the scale reached so far goes on (get_preds keeps it too)
             if self._loaded: self.scaler.load_state_dict(self._loaded)  # a resumed run's loss scale
         self._loaded = None
-        self._replaced = {}  # the methods this fit replaced, and what the learner had before
+        fit.update(device_type=self.device_type, amp_dtype=self.amp_dtype, scaler=self.scaler)
         if self.scaler is not None:  # the scaled loss goes backward, and the scaler skips steps with inf/nan gradients
-            self._replace(learn, 'backward', lambda: self.scaler.scale(learn.loss).backward())
-            self._replace(learn, 'step', lambda: (self.scaler.step(learn.opt), self.scaler.update()))
+            scaler = self.scaler
+            self._replace(fit, 'backward', lambda: scaler.scale(learn.loss).backward())
+            self._replace(fit, 'step', lambda: (scaler.step(learn.opt), scaler.update()))
 
-    def _replace(self, learn, name, method):
-        self._replaced[name] = method, learn.__dict__.get(name)
+    def _replace(self, fit, name, method):
+        "Set `method` on the fit's learner for this fit only (`fit_only`: `get_preds`'s copy runs the class's), keeping what it had."
+        learn = fit['learn']
+        fit['replaced'][name] = fit_only(method), learn.__dict__.get(name)
         setattr(learn, name, method)
 
     def before_batch(self, learn):
         self._exit()
         if self.amp_dtype is None: return  # fp32: a CPU without bf16 instructions
-        self._ctx = torch.autocast(learn.batch[0].device.type, dtype=self.amp_dtype)
+        self._ctx = torch.autocast(self.device_type, dtype=self.amp_dtype)  # the model's device: inputs need not be one tensor
         self._ctx.__enter__()
 
     def _exit(self):
@@ -467,16 +504,22 @@ class MixedPrecisionS(Subscriber):
 
     def after_fit(self, learn):
         self._exit()
-        for name, (ours, before) in getattr(self, '_replaced', {}).items():  # give back what we replaced, if still ours
+        fits = getattr(self, '_fits', ())
+        mine = next((f for f in reversed(fits) if f['learn'] is learn), None)  # this learner's innermost fit
+        if mine is None: return
+        self._fits = tuple(f for f in fits if f is not mine)
+        for name, (ours, before) in mine['replaced'].items():  # give back what we replaced, if still ours
             if learn.__dict__.get(name) is not ours: continue
             if before is None: del learn.__dict__[name]  # the Learner's own method again
             else: setattr(learn, name, before)
-        self._replaced = {}
+        if self._fits and 'scaler' in self._fits[-1]:  # a fit ended inside another one: the outer fit's settings again
+            outer = self._fits[-1]
+            self.device_type, self.amp_dtype, self.scaler = outer['device_type'], outer['amp_dtype'], outer['scaler']
 
     def state_dict(self): return {'scaler': self.scaler.state_dict() if self.scaler is not None else None}
     def load_state_dict(self, state): self._loaded = state['scaler']  # applied by the next before_fit
 
-# %% ../nbs/05_resnet.ipynb #f23cba7e
+# %% ../nbs/05_resnet.ipynb #defa11b0
 class ChannelsLastS(Subscriber):
     "Stores the model's 4-d weights and every batch's 4-d inputs channels-last (NHWC), the layout fast convolution kernels prefer."
     order, for_inference = 91, True  # after the augmentations and normalization, which may hand back a new tensor
@@ -507,7 +550,7 @@ class CompileS(Subscriber):
             learn.model = self._compiled
             try: own()
             finally: learn.model = plain
-        learn.predict = self._predict = predict
+        learn.predict = self._predict = fit_only(predict)  # get_preds's copy of the learner runs its own predict
 
     def after_fit(self, learn):
         ours, self._predict = self._predict, None
@@ -515,7 +558,7 @@ class CompileS(Subscriber):
         if self._before is None: del learn.__dict__['predict']
         else: learn.predict = self._before
 
-# %% ../nbs/05_resnet.ipynb #63e91361
+# %% ../nbs/05_resnet.ipynb #3fe13b03
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD, _M_MMAP_MAX = -1, -3, -4  # glibc's mallopt() parameter numbers (malloc.h)
 _MMAP_THRESHOLD_MAX = 4 * 1024 * 1024 * ctypes.sizeof(ctypes.c_long)  # the most glibc's adapting mmap threshold grows to: 32 MiB
 _INT_MAX = 2**31 - 1
@@ -526,14 +569,20 @@ def _glibc():
     try: return ctypes.CDLL('libc.so.6')
     except OSError: return None
 
+_TUNABLES = {'MALLOC_MMAP_MAX_': 'glibc.malloc.mmap_max', 'MALLOC_MMAP_THRESHOLD_': 'glibc.malloc.mmap_threshold',
+             'MALLOC_TRIM_THRESHOLD_': 'glibc.malloc.trim_threshold'}  # the names GLIBC_TUNABLES gives the same settings
+
 def _env_int(name, default):
-    "glibc's setting `name` from the environment (where a user may have tuned it), else glibc's `default`."
-    try: return min(int(os.environ[name]), _INT_MAX)
-    except (KeyError, ValueError): return default
+    "glibc's setting `name` where a user tuned it: in `GLIBC_TUNABLES` (which wins in glibc), else in the variable `name`, else `default`."
+    tunables = dict(kv.split('=', 1) for kv in os.environ.get('GLIBC_TUNABLES', '').split(':') if '=' in kv)
+    for value in (tunables.get(_TUNABLES.get(name)), os.environ.get(name)):
+        try: return min(int(value), _INT_MAX)
+        except (TypeError, ValueError): pass
+    return default
 
 class CPUAllocatorS(Subscriber):
     """For the length of the fit, glibc's malloc keeps freed memory for reuse (no `mmap`, no trimming), so big activation buffers
-    are not page-faulted and zeroed again every step; `after_fit` lets glibc mmap and trim as its adapted defaults do, and returns free memory. No-op without glibc."""
+    are not page-faulted and zeroed again every step; `after_fit` lets glibc mmap and trim as its adapted defaults do (or as the environment set them), and returns free memory. No-op without glibc."""
     def __init__(self): self.active, self._libc = False, None
 
     def before_fit(self, learn):

@@ -120,14 +120,33 @@ def test_cpu_has_fast_bf16_answers_from_the_cpu(monkeypatch):
     monkeypatch.setattr(resnet_mod.platform, 'machine', lambda: 'riscv64')
     assert resnet_mod.cpu_has_fast_bf16() is False
 
+_COMPILE_PROBES = {}
+
+def skip_unless_compile_works(backend=None):
+    "Skip when torch.compile (with `backend`, default inductor) fails on a trivial function here; a fit's own errors then fail the test."
+    if backend not in _COMPILE_PROBES:
+        try:
+            out = torch.compile(lambda x: x * 2 + 1, **({} if backend is None else dict(backend=backend)))(torch.ones(3))
+            _COMPILE_PROBES[backend] = None if torch.equal(out, torch.full((3,), 3.)) else f'wrong result {out}'
+        except Exception as e: _COMPILE_PROBES[backend] = repr(e)
+    if _COMPILE_PROBES[backend] is not None: pytest.skip(f'torch.compile is not available here: {_COMPILE_PROBES[backend]}')
+
+class RecordingLearner(Learner):
+    "A Learner whose own predict records the type of the module it runs (CompileS swaps in the compiled one around it)."
+    def predict(self):
+        self.ran = getattr(self, 'ran', []) + [type(self.model).__name__]
+        super().predict()
+
 def test_compile_matches_eager():
-    pytest.importorskip('torch._dynamo')
+    skip_unless_compile_works()
     torch.manual_seed(0)
     model = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 28 * 28, 10))
     state = {k: v.clone() for k, v in model.state_dict().items()}
     data = batches(2, 8)
-    try: Learner(model, DLs(data), subs=[CompileS()]).fit(1)
-    except Exception as e: pytest.skip(f'torch.compile is not available here: {e!r}')
+    compiled_learn = RecordingLearner(model, DLs(data), subs=[CompileS()])
+    compiled_learn.fit(1)
+    assert compiled_learn.ran == ['OptimizedModule'] * 4  # 2 training and 2 validation batches ran through the compiled module
+    assert 'predict' not in compiled_learn.__dict__ and compiled_learn.model is model
     compiled = torch.cat([p.detach().flatten() for p in model.parameters()])
     model.load_state_dict(state)
     learn = Learner(model, DLs(data))
@@ -136,7 +155,7 @@ def test_compile_matches_eager():
     torch.testing.assert_close(compiled, torch.cat([p.detach().flatten() for p in model.parameters()]), rtol=1e-4, atol=1e-5)
 
 def test_compile_runs_the_learners_own_predict_and_gives_it_back():
-    pytest.importorskip('torch._dynamo')
+    skip_unless_compile_works('eager')
     model = nn.Sequential(nn.Flatten(), nn.Linear(784, 10))
     learn = Learner(model, DLs(batches(2, 8)))
     seen = []
@@ -144,8 +163,7 @@ def test_compile_runs_the_learners_own_predict_and_gives_it_back():
         seen.append((type(learn.model).__name__, learn.training))
         learn.preds = learn.model(learn.batch[0]) * 2
     learn.predict = own_predict
-    try: learn.fit(1, subs=[CompileS(backend='eager')])
-    except Exception as e: pytest.skip(f'torch.compile is not available here: {e!r}')
+    learn.fit(1, subs=[CompileS(backend='eager')])
     assert seen == [('OptimizedModule', True)] * 2 + [('OptimizedModule', False)] * 2  # train, then eval: compiled both times
     assert learn.predict is own_predict and learn.model is model
     seen.clear()
@@ -156,6 +174,22 @@ def test_compile_runs_the_learners_own_predict_and_gives_it_back():
     assert 'predict' not in plain.__dict__  # the class's predict again
     with pytest.raises(ValueError, match='subscribe one CompileS'): plain.fit(1, subs=[CompileS(backend='eager'), CompileS(backend='eager')])
     assert 'predict' not in plain.__dict__
+
+def test_get_preds_during_a_compiled_fit_predicts_the_validation_data():
+    "CompileS's predict is fit_only: get_preds's learner copy runs its own, on the validation batches, not the fit's batch."
+    skip_unless_compile_works('eager')
+    torch.manual_seed(0)
+    xt, yt, xv, yv = torch.randn(8, 16), torch.randint(0, 4, (8,)), torch.randn(4, 16), torch.randint(0, 4, (4,))
+    class Score(Subscriber):
+        def after_epoch(self, learn):
+            if learn.training: self.preds, self.targets = learn.get_preds()
+    dls = DLs([[xt, yt]])
+    dls.valid = [[xv, yv]]
+    learn, score = Learner(nn.Linear(16, 4), dls, subs=[CompileS(backend='eager')]), Score()
+    learn.fit(1, subs=[score])
+    assert score.preds.shape == (4, 4) and torch.equal(score.targets, yv)
+    with torch.no_grad(): torch.testing.assert_close(score.preds, learn.model.eval()(xv), rtol=1e-5, atol=1e-6)
+    assert 'predict' not in learn.__dict__
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason='needs a CUDA GPU')
 @pytest.mark.parametrize('dtype', [torch.float16, torch.bfloat16])
