@@ -346,7 +346,7 @@ class Resume:
 
 def _persistent(dl): return isinstance(dl, DataLoader) and dl.persistent_workers and dl.num_workers > 0
 
-# %% ../nbs/06_checkpoint.ipynb #4b65cdae
+# %% ../nbs/06_checkpoint.ipynb #529ff1fb
 def _check_mode(mode):
     if mode not in ('min', 'max'): raise ValueError(f"mode must be 'min' (lower is better) or 'max' (higher is better), got {mode!r}.")
     return mode
@@ -378,7 +378,9 @@ def _monitored(learn, monitor):
     return float(value)
 
 def _improved(value, best, mode, min_delta):
-    if best is None: return not math.isnan(value)
+    "Whether `value` beats `best` by more than `min_delta`; a NaN or infinite value never does, and any finite one beats no best."
+    if not math.isfinite(value): return False
+    if best is None: return True
     return value < best - min_delta if mode == 'min' else value > best + min_delta
 
 def _epoch_done(learn):
@@ -450,21 +452,22 @@ def _final_epoch(learn):
     "Whether the fit ends after this epoch: it is the last, or a subscriber (`EarlyStoppingS`) has decided to stop after it."
     return learn.epoch == learn.n_epochs - 1 or any(getattr(s, 'stopped_epoch', None) == learn.epoch for s in learn.active_subs)
 
-# %% ../nbs/06_checkpoint.ipynb #874fc7be
+# %% ../nbs/06_checkpoint.ipynb #bcdad56a
 class HistoryS(Subscriber):
     "One record per epoch of the run in `learn.history` (MetricsS's train and valid numbers, lr, time), and every batch's lr in `lrs`."
     order = 2  # after MetricsS (0) and ProgressS (1), before the checkpoint
-    def __init__(self): self.records, self.lrs, self._loaded, self._recording = [], [], None, False
+    def __init__(self): self.records, self.lrs, self._loaded, self._recording, self._epoch = [], [], None, False, None
 
     def before_fit(self, learn):
-        self._recording = part_of_run(learn)  # an evaluation-only fit or an lr search keeps the run's history as it is
+        self._recording, self._epoch = part_of_run(learn), None  # an evaluation-only fit or an lr search keeps the run's history
         if self._recording or self._loaded is not None:
             state, self._loaded = self._loaded or {'records': [], 'lrs': []}, None  # a new history, unless resumed
-            self.records[:], self.lrs[:] = state['records'], state['lrs']  # in place: `learn.history` is this very list
+            self.records, self.lrs = [dict(r) for r in state['records']], list(state['lrs'])  # new lists: an earlier fit's stay as they were
         learn.history = self.records
 
     def before_epoch(self, learn):
         if not self._recording: return
+        self._epoch = (learn.epoch, learn.training)  # the epoch this subscriber has started
         if learn.training or not self.records or self.records[-1]['epoch'] != learn.epoch: self._t0 = time.perf_counter()
         self._first_batch = len(self.lrs)
 
@@ -472,7 +475,7 @@ class HistoryS(Subscriber):
         if self._recording and learn.training: self.lrs.append(learn.opt.param_groups[0]['lr'])
 
     def after_epoch(self, learn):
-        if not self._recording: return
+        if not self._recording or self._epoch != (learn.epoch, learn.training): return  # cancelled before it reached us
         rec = self.records[-1] if self.records and self.records[-1]['epoch'] == learn.epoch else None
         if rec is None: rec = {'epoch': learn.epoch}; self.records.append(rec)
         prefix = 'train_' if learn.training else 'valid_'
@@ -549,9 +552,9 @@ def plot_history(records, lrs=None, figsize=None):
     plt.tight_layout()
     return axs[0]
 
-# %% ../nbs/06_checkpoint.ipynb #88b0edba
+# %% ../nbs/06_checkpoint.ipynb #4968429b
 class EarlyStoppingS(Subscriber):
-    "Ends the fit when `monitor` (a column of MetricsS's validation row) hasn't improved by `min_delta` for `patience` epochs."
+    "Ends the fit when `monitor` (a column of MetricsS's validation row; the training row's with `fit(valid=False)`) hasn't improved by `min_delta` for `patience` epochs."
     order = 10  # after MetricsS, before CheckpointS
     def __init__(self, monitor='loss', patience=3, min_delta=0., mode='min'):
         if isinstance(patience, bool) or not isinstance(patience, int) or patience < 1:
@@ -576,13 +579,17 @@ class EarlyStoppingS(Subscriber):
         else: self.wait += 1
         if self.wait >= self.patience:
             self.stopped_epoch = learn.epoch
-            print(f"Early stopping after epoch {learn.epoch}: {self.monitor} has not improved for {self.patience} "
-                  f"epochs (best {self.best:.4g} at epoch {self.best_epoch}).")
+            if self.best is None:
+                print(f"Early stopping after epoch {learn.epoch}: {self.monitor} has had no finite value in {self.wait} epochs "
+                      "(only NaN or infinity), so nothing improved: check the metric (an F1 of a validation set without "
+                      "positives is NaN) or monitor another column.")
+            else: print(f"Early stopping after epoch {learn.epoch}: {self.monitor} has not improved for {self.patience} "
+                        f"epochs (best {self.best:.4g} at epoch {self.best_epoch}).")
 
     def state_dict(self): return {k: getattr(self, k) for k in ('best', 'best_epoch', 'wait', 'stopped_epoch')}
     def load_state_dict(self, state): self._loaded = dict(state)  # applied by the next before_fit
 
-# %% ../nbs/06_checkpoint.ipynb #0f0eab7a
+# %% ../nbs/06_checkpoint.ipynb #c759e50c
 class GradAccumS(Subscriber):
     "Accumulates the gradients of `n_batches` batches and steps once: training with batches `n_batches` times larger."
     order = 40
@@ -590,19 +597,24 @@ class GradAccumS(Subscriber):
         if isinstance(n_batches, bool) or not isinstance(n_batches, int) or n_batches < 1:
             raise ValueError(f"n_batches is how many batches make one optimizer step: a whole number, 1 or more, got {n_batches!r}.")
         self.n_batches, self.group_size, self._loaded = n_batches, None, None
+        self._count = self._samples = 0
+        self._epoch = self._carry = None
 
     def before_fit(self, learn):
         self.group_size, self._loaded = (self._loaded or {'group_size': None})['group_size'], None
+        self._count = self._samples = 0  # nothing of a group an earlier fit left unfinished
+        self._epoch = self._carry = None
 
     def before_epoch(self, learn):
         if not learn.training: return
-        self._count = self._samples = 0
+        self._epoch, self._count, self._samples = learn.epoch, 0, 0  # the training epoch this subscriber has started
         learn.dl = self._batches = LastMarked(learn.dl)
 
     def after_loss(self, learn):
         if not learn.model.training: return
         n = len(learn.batch[1])
         if self.group_size is None: self.group_size = n * self.n_batches  # the planned samples per step
+        if not self._count: self._carry = _carried_grads(learn.model)  # what .grad holds before the group: None, mostly
         self._unscaled = learn.loss
         learn.loss = learn.loss * (n / self.group_size)
         self._count += 1
@@ -611,13 +623,16 @@ class GradAccumS(Subscriber):
     def after_backward(self, learn):
         learn.loss = self._unscaled
         if self._count < self.n_batches and not self._batches.last: raise CancelBatchException()
-        if self._samples != self.group_size: _scale_grads(learn.model, self.group_size / self._samples)
+        if self._samples != self.group_size: _scale_grads(learn.model, self.group_size / self._samples, self._carry)
         self._count = self._samples = 0
+        self._carry = None
 
     def after_epoch(self, learn):
-        if learn.training and self._count:  # the epoch was cancelled part way through a group: drop its gradients
-            learn.zero_grad()
+        if not learn.training or self._epoch != learn.epoch: return  # cancelled in before_epoch, before it reached us
+        if self._count:  # the epoch was cancelled part way through a group: .grad as it was before the group
+            _restore_grads(learn.model, self._carry)
             self._count = self._samples = 0
+        self._carry = None
 
     def state_dict(self): return {'group_size': self.group_size}
     def load_state_dict(self, state): self._loaded = dict(state)  # applied by the next before_fit
@@ -641,22 +656,62 @@ class LastMarked:
             yield batch
             if self.last: return
 
-def _scale_grads(model, factor):
-    grads = [p.grad for p in model.parameters() if p.grad is not None]
-    if grads: torch._foreach_mul_(grads, factor)
+def _carried_grads(model):
+    "A copy of what `.grad` holds before a group (a `MomentumLearner`'s momentum), one entry a parameter; None when it holds nothing."
+    params = list(model.parameters())
+    if all(p.grad is None for p in params): return None  # a plain Learner: nothing to copy
+    return [None if p.grad is None else p.grad.detach().clone() for p in params]
 
-# %% ../nbs/06_checkpoint.ipynb #d1de2800
+def _scale_grads(model, factor, carry=None):
+    "Multiply the group's own gradients by `factor`: `.grad - carry`, leaving `carry` (from `_carried_grads`) as it is."
+    grads = [p.grad for p in model.parameters() if p.grad is not None]
+    if not grads: return
+    torch._foreach_mul_(grads, factor)  # carry + factor × (grad - carry) = factor × grad + (1 - factor) × carry
+    if carry is None: return
+    kept = [(p.grad, c) for p, c in zip(model.parameters(), carry) if p.grad is not None and c is not None]
+    if kept: torch._foreach_add_([g for g, _ in kept], [c for _, c in kept], alpha=1 - factor)
+
+def _restore_grads(model, carry):
+    "Give `.grad` back what it held before a group, as `_carried_grads` copied it: None where it held nothing."
+    for i, p in enumerate(model.parameters()): p.grad = None if carry is None else carry[i]
+
+# %% ../nbs/06_checkpoint.ipynb #366996f0
 class GradClipS(Subscriber):
     "Clips the gradients' total `norm_type` norm to `max_norm` before each optimizer step; the norm before clipping is `learn.grad_norm`."
     order = 45  # after GradAccumS: clip the accumulated gradient
     def __init__(self, max_norm, norm_type=2.0):
         if not max_norm > 0: raise ValueError(f"max_norm must be positive, got {max_norm!r}.")
-        self.max_norm, self.norm_type = max_norm, norm_type
+        self.max_norm, self.norm_type, self._unscaled = max_norm, norm_type, None
+
+    def before_fit(self, learn): self._unscaled = None
 
     def after_backward(self, learn):
         scaler = _grad_scaler(learn)
-        if scaler is not None: scaler.unscale_(learn.opt)  # clip the true gradients, not the loss-scaled ones
+        if scaler is not None:
+            scaler.unscale_(learn.opt)  # clip the true gradients, not the loss-scaled ones
+            self._unscaled = scaler  # until the step: see `_rescale_if_skipped`
         learn.grad_norm = torch.nn.utils.clip_grad_norm_(learn.model.parameters(), self.max_norm, self.norm_type)
+
+    def after_batch(self, learn):
+        if self._unscaled is not None: self._rescale_if_skipped(learn)
+    def after_epoch(self, learn):
+        if self._unscaled is not None: self._rescale_if_skipped(learn)  # the epoch was cancelled in after_backward
+    def after_fit(self, learn):
+        if self._unscaled is not None: self._rescale_if_skipped(learn)  # so was the fit: the scaler may serve the next one
+
+    def _rescale_if_skipped(self, learn):
+        "A later subscriber skipped the step after `unscale_`: scale the gradients kept in `.grad` back, and ready the scaler for the next batch."
+        scaler, self._unscaled = self._unscaled, None
+        if not _unscaled_since_update(scaler, learn.opt): return  # stepped (and updated) as usual
+        scale = scaler.get_scale()
+        grads = [p.grad for p in learn.model.parameters() if p.grad is not None]
+        if grads: torch._foreach_mul_(grads, scale)  # a power of two: exact; the next batch's scaled gradients add to them
+        scaler.update(scale)  # forget the unscale_, keep the scale and its growth count: the skipped batch never happened
+
+def _unscaled_since_update(scaler, opt):
+    "Whether `scaler.unscale_(opt)` has run since the scaler's last `update` (torch keeps it per optimizer, privately)."
+    state = getattr(scaler, '_per_optimizer_states', {}).get(id(opt))
+    return state is not None and state['stage'] is torch.amp.grad_scaler.OptState.UNSCALED
 
 def _grad_scaler(learn):
     "The enabled `GradScaler` a subscriber of this fit (such as `MixedPrecisionS`) keeps in its `scaler`, or None."
