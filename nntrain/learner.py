@@ -7,7 +7,7 @@ __all__ = ['EVENTS', 'device', 'CancelFitException', 'CancelEpochException', 'Ca
            'Subscriber', 'check_subs', 'Learner', 'MetricsS', 'BatchAverage', 'default_device', 'to_device', 'DeviceS',
            'ProgressS', 'LRFindS', 'part_of_run', 'fit_only', 'MomentumLearner']
 
-# %% ../nbs/02_learner.ipynb #9939243f
+# %% ../nbs/02_learner.ipynb #61a925d6
 import math
 import numbers
 import operator
@@ -15,6 +15,7 @@ import sys
 import time
 import warnings
 from copy import copy, deepcopy
+from types import MethodType
 
 import torch
 import torch.nn.functional as F
@@ -31,7 +32,7 @@ class CancelEpochException(Exception):
 class CancelBatchException(Exception):
     "Raise in a subscriber to skip the rest of the current batch; `after_batch` is still published."
 
-# %% ../nbs/02_learner.ipynb #cc76f26c
+# %% ../nbs/02_learner.ipynb #1bc25ee8
 class NonFiniteLossError(FloatingPointError):
     "The training loss became nan or inf; the message names the epoch and batch."
     def __init__(self, loss, epoch, batch, steps_since=0):
@@ -44,8 +45,8 @@ class NonFiniteLossError(FloatingPointError):
             "that is too high, bad values in the inputs, or labels outside the range the loss expects. Pass "
             "check_finite=False to the Learner to train on regardless.")
 
-    def __reduce__(self):  # rebuilt from its fields, so it crosses process boundaries (a pool's worker) and deepcopies
-        return type(self), (self.loss, self.epoch, self.batch, self.steps_since)
+    def __reduce__(self):  # rebuilt from its fields, so it crosses process boundaries (a pool's worker) and deepcopies;
+        return type(self), (self.loss, self.epoch, self.batch, self.steps_since), self.__dict__  # notes come along
 
 # %% ../nbs/02_learner.ipynb #8cf651d1
 EVENTS = ('before_fit', 'before_epoch', 'before_batch', 'after_predict', 'after_loss',
@@ -72,7 +73,7 @@ def check_subs(subs):
                             f"one of the event methods {', '.join(EVENTS)}.")
     return subs
 
-# %% ../nbs/02_learner.ipynb #7a163342
+# %% ../nbs/02_learner.ipynb #646f63db
 class Learner:
     "Trains `model` on `dls` with `loss_fn` and `optim_class(params, lr)`, publishing events to `subs`."
     def __init__(self, model, dls, loss_fn=F.cross_entropy, optim_class=torch.optim.SGD, lr=0.1, subs=(),
@@ -97,11 +98,13 @@ class Learner:
         if resume_from is not None:
             from nntrain.checkpoint import Resume  # imported here: nntrain.checkpoint builds on this module
             resume = Resume(self, resume_from, n_epochs, weights_only)  # checks the file; loads the weights and subscribers' states
+        self._fitting = True  # get_preds during the fit uses its subscribers
         try:
             start = 0 if resume is None else resume.start_epoch
             self.n_epochs, self.epochs = n_epochs, range(start, n_epochs)  # known before `before_fit` wraps it
             self.do_train, self.do_valid = train, valid
             self._pending_checks = []  # GPU loss checks waiting for one sync (see `_check_loss_finite`)
+            self._unstepped = False  # True from a batch's backward to its step: its gradients await a step
             params = list(self.model.parameters())  # a model without any (a baseline) can still be evaluated: no optimizer
             self.opt = self.optim_class(params, self.lr if lr is None else lr) if params or train else None
             if train: _drop_grads(self.model)  # nothing of an earlier fit's last batch goes into this fit's first step
@@ -117,6 +120,7 @@ class Learner:
                 self._publish_after_fit(error=e)
                 raise
         finally:
+            self._fitting = False
             if resume is not None: resume.take_back()  # ended before `restore`: no old state stays pending for the next fit
         self._publish_after_fit()
 
@@ -184,7 +188,7 @@ def _build_dispatch(self, subs):
 
 Learner._build_dispatch = _build_dispatch
 
-# %% ../nbs/02_learner.ipynb #1699d386
+# %% ../nbs/02_learner.ipynb #126c3f86
 def _run_epoch(self, training):
     self.model.train(training)
     self.dl = self.dls.train if training else self.dls.valid
@@ -199,7 +203,8 @@ def _run_epoch(self, training):
                 self._run_batch()
         except CancelEpochException:
             cancelled = True
-            if training: self.zero_grad()  # a batch cancelled between backward and step: its gradients stay in this epoch
+            if training and self._unstepped: _drop_grads(self.model)  # gradients no step took end with their epoch
+            self._unstepped = False
         except CancelFitException:
             if training: self._flush_checks()  # a fit cancelled mid-epoch still looks at the losses it queued on the GPU
             raise
@@ -211,7 +216,7 @@ def _run_epoch(self, training):
 
 Learner._run_epoch = _run_epoch
 
-# %% ../nbs/02_learner.ipynb #aca58109
+# %% ../nbs/02_learner.ipynb #62846f0e
 def _run_batch(self):
     h = self._handlers
     made = 0  # what this batch has replaced so far: 1 = preds, 2 = preds and loss
@@ -228,9 +233,9 @@ def _run_batch(self):
         for f in h['after_loss']: f(self)
         if self.model.training:
             if self.check_finite: self._check_loss_finite()
-            self.backward()
+            self.backward(); self._unstepped = True
             for f in h['after_backward']: f(self)
-            self.step()
+            self.step(); self._unstepped = False
             try:
                 for f in h['after_step']: f(self)
             finally: self.zero_grad()  # the stepped gradients go, even when a subscriber cancels in after_step
@@ -245,7 +250,7 @@ def _dict_batch(batch):
     "The error for a batch that is a dict, whose list would be its keys."
     return TypeError(f"The data yields dicts (keys {list(batch)}), but a batch is a sequence (inputs, targets): the learner "
                      "would see the keys. Return (x, y) from the dataset or a collate_fn (hf_ds_collate_fn does, for "
-                     "Hugging Face datasets), or subclass Learner with a predict and get_loss that read the dict.")
+                     "Hugging Face datasets).")
 
 def _not_one_number(self):
     "The error for a loss that is not one number (a loss with reduction='none')."
@@ -308,9 +313,25 @@ def _publish_after_fit(self, error=None):
 
 Learner._publish_after_fit = _publish_after_fit
 
-# %% ../nbs/02_learner.ipynb #a9838e78
+# %% ../nbs/02_learner.ipynb #6ace7a67
 def _scalar(x):
     return x.item() if isinstance(x, torch.Tensor) and x.numel() == 1 else x
+
+def _keep(x): return x
+
+def _map_tensors(f, x, other=_keep):
+    "`x` with `f` applied to each tensor in it: a tensor, or a tuple, namedtuple, list or dict of them (nested); `other` for anything else."
+    if isinstance(x, torch.Tensor): return f(x)
+    if isinstance(x, dict): return {k: _map_tensors(f, v, other) for k, v in x.items()}
+    if isinstance(x, tuple) and hasattr(x, '_fields'): return type(x)(*(_map_tensors(f, o, other) for o in x))
+    if isinstance(x, (list, tuple)): return type(x)(_map_tensors(f, o, other) for o in x)
+    return other(x)
+
+def _n_samples(y):
+    "The number of samples in targets `y`: its length, or its first tensor's where it is a tuple, list or dict of them."
+    if isinstance(y, dict): y = list(y.values())
+    while isinstance(y, (list, tuple)) and y and not isinstance(y[0], numbers.Number): y = y[0]
+    return len(y)
 
 class MetricsS(Subscriber):
     "Tracks the loss (batch-size weighted) and `metrics` per epoch, and logs a row per epoch and mode."
@@ -331,9 +352,9 @@ class MetricsS(Subscriber):
 
     def after_batch(self, learn):
         if learn.loss is None: return  # the batch was cancelled before its loss
-        y, n = learn.batch[1], len(learn.batch[1])
-        if self.metrics:  # a model may return a tuple or dict: the loss reads it, and the metrics get it as it is
-            preds = learn.preds.detach() if isinstance(learn.preds, torch.Tensor) else learn.preds
+        y, n = learn.batch[1], _n_samples(learn.batch[1])  # targets may be a tuple (two heads): n is the batch's size
+        if self.metrics:  # a model may return a tuple or dict: the loss reads it, and the metrics get it detached
+            preds = _map_tensors(torch.Tensor.detach, learn.preds)
             for m in self.metrics.values(): m.update(preds, y)
         self._loss_sum = self._loss_sum + _at_least_fp32(learn.loss.detach()) * n
         self._count += n
@@ -372,7 +393,7 @@ def _check_metric(name, m):
                         "update(preds, targets), compute() and reset(), such as torcheval.metrics.MulticlassAccuracy(); "
                         "for a function of (preds, targets) that is a mean over samples, pass BatchAverage(function).")
 
-# %% ../nbs/02_learner.ipynb #9d4ec5bd
+# %% ../nbs/02_learner.ipynb #79d1dedc
 class BatchAverage:
     "A metric from `fn(preds, targets)`, a mean over a batch's samples: the epoch's value is the batch means weighted by batch size."
     def __init__(self, fn):
@@ -382,7 +403,7 @@ class BatchAverage:
 
     def reset(self): self._sum, self._count = 0., 0
     def update(self, preds, targets):
-        n = len(targets)
+        n = _n_samples(targets)
         self._sum = self._sum + torch.as_tensor(self.fn(preds, targets)).detach().float() * n  # stays on the batch's device
         self._count += n
     def compute(self):
@@ -597,7 +618,7 @@ def part_of_run(learn):
     subs = learn.active_subs if hasattr(learn, 'active_subs') else learn.subs  # the fit's own, where it has them
     return not any(getattr(s, 'undoes_fit', False) for s in subs)
 
-# %% ../nbs/02_learner.ipynb #bbfa8262
+# %% ../nbs/02_learner.ipynb #4e1d8d70
 class _CollectPreds(Subscriber):
     "Keeps each evaluation batch's predictions (floats as fp32) and targets, on the CPU, for `Learner.get_preds`."
     order = 1000  # after every subscriber that changes the predictions
@@ -605,7 +626,7 @@ class _CollectPreds(Subscriber):
     def after_batch(self, learn):
         if learn.preds is None: return
         self.preds.append(_on_cpu(learn.preds))
-        if len(learn.batch) > 1: self.targets.append(learn.batch[1].detach().cpu())
+        if len(learn.batch) > 1: self.targets.append(_map_tensors(lambda t: t.detach().cpu(), learn.batch[1]))
 
     def result(self):
         "`(preds, targets)`, the targets None when the batches held inputs only."
@@ -617,11 +638,9 @@ class _CollectPreds(Subscriber):
 
 def _on_cpu(p):
     "Predictions `p` (a tensor, or a tuple, list or dict of them) detached on the CPU, floats as fp32."
-    if isinstance(p, torch.Tensor): return (p.detach().float() if p.is_floating_point() else p.detach()).cpu()
-    if isinstance(p, dict): return {k: _on_cpu(v) for k, v in p.items()}
-    if isinstance(p, tuple) and hasattr(p, '_fields'): return type(p)(*map(_on_cpu, p))
-    if isinstance(p, (list, tuple)): return type(p)(map(_on_cpu, p))
-    raise TypeError(f"get_preds collects tensors (or tuples, lists and dicts of them); the model returned a {type(p).__name__}.")
+    def leaf(t): return (t.detach().float() if t.is_floating_point() else t.detach()).cpu()
+    def other(o): raise TypeError(f"get_preds collects tensors (or tuples, lists and dicts of them); the model returned a {type(o).__name__}.")
+    return _map_tensors(leaf, p, other)
 
 def _cat(batches, what):
     "The batches' tensors (or structures of them, as `_on_cpu` makes) concatenated along the first dimension."
@@ -651,8 +670,31 @@ class _OnlyValid:
 
 def fit_only(method):
     "Mark `method`, which a subscriber sets on the learner for its fit (as chapter 5's `CompileS` sets `predict`), so that `get_preds`'s copy of the learner leaves it out."
-    method.fit_only = True
+    if not callable(method): raise TypeError(f"fit_only marks a method or function, got {method!r}.")
+    try: method.fit_only = True
+    except AttributeError:  # a bound method takes no attributes (and its function is the class's): mark a wrapper
+        inner = method
+        def method(*args, **kwargs): return inner(*args, **kwargs)
+        method.fit_only = True
     return method
+
+class _PredictsHere(Subscriber):
+    "Refuses a `predict` that doesn't set the predictions of the learner it runs in (one set on the learner as a function that holds the learner)."
+    order = -10**9  # before every subscriber that reads the predictions
+    def before_batch(self, learn): learn.preds = None
+    def after_predict(self, learn):
+        if learn.preds is None:
+            raise TypeError("get_preds: the learner's predict did not set the predictions of the copy of the learner that "
+                            "get_preds runs: a predict set on the learner as a function or partial that holds the learner "
+                            "sets the original's. Override predict in a subclass of Learner, or set it as a method "
+                            "(types.MethodType(f, learn)): get_preds gives such methods its copy.")
+
+def _run_in(evaluator, learn):
+    "Fit `evaluator`, a copy of `learn`, as `learn` sets it up: no fit_only methods, and `learn`'s own methods bound to it."
+    for name, attr in list(vars(evaluator).items()):
+        if getattr(attr, 'fit_only', False): delattr(evaluator, name)  # a subscriber's, for its fit: it would run that fit's
+        elif getattr(attr, '__self__', None) is learn and hasattr(attr, '__func__'):  # set on the learner as its method
+            setattr(evaluator, name, MethodType(attr.__func__, evaluator))
 
 @patch
 def get_preds(self: Learner, dl=None, subs=()):
@@ -660,12 +702,12 @@ def get_preds(self: Learner, dl=None, subs=()):
     dl = getattr(self.dls, 'valid', None) if dl is None else dl
     if dl is None: raise ValueError("get_preds has no data: pass dl=..., or give the learner DataLoaders(train, valid).")
     collect, was_training = _CollectPreds(), self.model.training
-    # copies of the learner's own: a get_preds during a fit (from an after_epoch, say) leaves the fit's subscribers as they are
-    prepare = [copy(s) for s in self.subs if getattr(s, 'for_inference', False)] + check_subs(subs)
+    # during a fit (from an after_epoch, say) the fit's subscribers, given to fit too; copies, so they stay as the fit has them
+    own = self.active_subs if getattr(self, '_fitting', False) else self.subs
+    prepare = [copy(s) for s in own if getattr(s, 'for_inference', False)] + check_subs(subs)
     evaluator = copy(self)  # its class's own predict and get_loss, and fit's attributes set on it, not on this learner
-    for name, method in list(vars(evaluator).items()):
-        if getattr(method, 'fit_only', False): delattr(evaluator, name)  # a subscriber's, for its fit: it would run that fit's
-    evaluator.dls, evaluator.subs = _OnlyValid(dl), prepare + [collect]
+    _run_in(evaluator, self)
+    evaluator.dls, evaluator.subs = _OnlyValid(dl), [_PredictsHere()] + prepare + [collect]
     evaluator.get_loss = _loss_if_labelled(evaluator)
     try: evaluator.fit(1, train=False)
     finally: self.model.train(was_training)
