@@ -73,7 +73,7 @@ def check_subs(subs):
                             f"one of the event methods {', '.join(EVENTS)}.")
     return subs
 
-# %% ../nbs/02_learner.ipynb #646f63db
+# %% ../nbs/02_learner.ipynb #8e76a07c
 class Learner:
     "Trains `model` on `dls` with `loss_fn` and `optim_class(params, lr)`, publishing events to `subs`."
     def __init__(self, model, dls, loss_fn=F.cross_entropy, optim_class=torch.optim.SGD, lr=0.1, subs=(),
@@ -98,31 +98,32 @@ class Learner:
         if resume_from is not None:
             from nntrain.checkpoint import Resume  # imported here: nntrain.checkpoint builds on this module
             resume = Resume(self, resume_from, n_epochs, weights_only)  # checks the file; loads the weights and subscribers' states
-        self._fitting = True  # get_preds during the fit uses its subscribers
+        self._fitting = True  # a get_preds during the fit (its after_fit too) uses the fit's subscribers
         try:
-            start = 0 if resume is None else resume.start_epoch
-            self.n_epochs, self.epochs = n_epochs, range(start, n_epochs)  # known before `before_fit` wraps it
-            self.do_train, self.do_valid = train, valid
-            self._pending_checks = []  # GPU loss checks waiting for one sync (see `_check_loss_finite`)
-            self._unstepped = False  # True from a batch's backward to its step: its gradients await a step
-            params = list(self.model.parameters())  # a model without any (a baseline) can still be evaluated: no optimizer
-            self.opt = self.optim_class(params, self.lr if lr is None else lr) if params or train else None
-            if train: _drop_grads(self.model)  # nothing of an earlier fit's last batch goes into this fit's first step
             try:
-                self.publish('before_fit')
-                if resume is not None: resume.restore(self)  # the optimizer (model now on its device), then RNG states
-                for self.epoch in self.epochs:
-                    if train: self._run_epoch(training=True)
-                    if valid: self._run_epoch(training=False)
-            except CancelFitException: pass
-            except BaseException as e:
-                if isinstance(e, (CancelBatchException, CancelEpochException)): _note_misplaced_cancel(e)
-                self._publish_after_fit(error=e)
-                raise
-        finally:
-            self._fitting = False
-            if resume is not None: resume.take_back()  # ended before `restore`: no old state stays pending for the next fit
-        self._publish_after_fit()
+                start = 0 if resume is None else resume.start_epoch
+                self.n_epochs, self.epochs = n_epochs, range(start, n_epochs)  # known before `before_fit` wraps it
+                self.do_train, self.do_valid = train, valid
+                self._pending_checks = []  # GPU loss checks waiting for one sync (see `_check_loss_finite`)
+                self._unstepped = False  # True from a batch's backward to its step: its gradients await a step
+                params = list(self.model.parameters())  # a model without any (a baseline) can still be evaluated: no optimizer
+                self.opt = self.optim_class(params, self.lr if lr is None else lr) if params or train else None
+                if train: _drop_grads(self.model)  # nothing of an earlier fit's last batch goes into this fit's first step
+                try:
+                    self.publish('before_fit')
+                    if resume is not None: resume.restore(self)  # the optimizer (model now on its device), then RNG states
+                    for self.epoch in self.epochs:
+                        if train: self._run_epoch(training=True)
+                        if valid: self._run_epoch(training=False)
+                except CancelFitException: pass
+                except BaseException as e:
+                    if isinstance(e, (CancelBatchException, CancelEpochException)): _note_misplaced_cancel(e)
+                    self._publish_after_fit(error=e)
+                    raise
+            finally:
+                if resume is not None: resume.take_back()  # ended before `restore`: no old state stays pending for the next fit
+            self._publish_after_fit()
+        finally: self._fitting = False
 
     def predict(self): self.preds = self.model(self.batch[0])
     def get_loss(self): self.loss = self.loss_fn(self.preds, self.batch[1])
