@@ -619,7 +619,7 @@ def part_of_run(learn):
     subs = learn.active_subs if hasattr(learn, 'active_subs') else learn.subs  # the fit's own, where it has them
     return not any(getattr(s, 'undoes_fit', False) for s in subs)
 
-# %% ../nbs/02_learner.ipynb #4e1d8d70
+# %% ../nbs/02_learner.ipynb #9a61d26b
 class _CollectPreds(Subscriber):
     "Keeps each evaluation batch's predictions (floats as fp32) and targets, on the CPU, for `Learner.get_preds`."
     order = 1000  # after every subscriber that changes the predictions
@@ -669,14 +669,16 @@ class _OnlyValid:
     "The `dls` of the learner copy that `get_preds` runs: no training data, `dl` to evaluate."
     def __init__(self, dl): self.train, self.valid = None, dl
 
-def fit_only(method):
-    "Mark `method`, which a subscriber sets on the learner for its fit (as chapter 5's `CompileS` sets `predict`), so that `get_preds`'s copy of the learner leaves it out."
+def fit_only(method, replaced=None):
+    "Mark `method`, which a subscriber sets on the learner for its fit (as chapter 5's `CompileS` sets `predict`), so that `get_preds`'s copy of the learner runs `replaced` instead: what `method` replaced there (`learn.__dict__.get(name)`), None for the class's own."
     if not callable(method): raise TypeError(f"fit_only marks a method or function, got {method!r}.")
-    try: method.fit_only = True
+    if replaced is not None and not callable(replaced):
+        raise TypeError(f"fit_only's replaced is the method that `method` replaced on the learner, or None, got {replaced!r}.")
+    try: method.fit_only, method.replaced = True, replaced
     except AttributeError:  # a bound method takes no attributes (and its function is the class's): mark a wrapper
         inner = method
         def method(*args, **kwargs): return inner(*args, **kwargs)
-        method.fit_only = True
+        method.fit_only, method.replaced = True, replaced
     return method
 
 class _PredictsHere(Subscriber):
@@ -691,11 +693,14 @@ class _PredictsHere(Subscriber):
                             "(types.MethodType(f, learn)): get_preds gives such methods its copy.")
 
 def _run_in(evaluator, learn):
-    "Fit `evaluator`, a copy of `learn`, as `learn` sets it up: no fit_only methods, and `learn`'s own methods bound to it."
+    "Fit `evaluator`, a copy of `learn`, as `learn` sets it up: what fit_only methods replaced in their place, and `learn`'s own methods bound to it."
     for name, attr in list(vars(evaluator).items()):
-        if getattr(attr, 'fit_only', False): delattr(evaluator, name)  # a subscriber's, for its fit: it would run that fit's
+        fit_set = getattr(attr, 'fit_only', False)  # a subscriber's, for its fit: it would run that fit's (its batch)
+        while getattr(attr, 'fit_only', False): attr = getattr(attr, 'replaced', None)  # so what it replaced runs
+        if fit_set and attr is None: delattr(evaluator, name)  # the class's own
         elif getattr(attr, '__self__', None) is learn and hasattr(attr, '__func__'):  # set on the learner as its method
             setattr(evaluator, name, MethodType(attr.__func__, evaluator))
+        elif fit_set: setattr(evaluator, name, attr)
 
 @patch
 def get_preds(self: Learner, dl=None, subs=()):

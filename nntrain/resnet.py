@@ -8,11 +8,12 @@ __all__ = ['RECIPE', 'FASHION_MNIST_STATS', 'conv_conn', 'ResBlock', 'resnet', '
            'MixedPrecisionS', 'ChannelsLastS', 'CompileS', 'CPUAllocatorS', 'fast_path', 'recipe_augmentation',
            'recipe_loss', 'recipe_optimizer']
 
-# %% ../nbs/05_resnet.ipynb #1663b89a
+# %% ../nbs/05_resnet.ipynb #7d7a1a32
 import ctypes
 import math
 import os
 import platform
+import re
 import sys
 import warnings
 from functools import partial
@@ -129,7 +130,7 @@ def module_macs(module, inputs, output, kwargs=None, batch_size=None):
         return _per_sample(x, n)                                # every input element is read once
     return 0  # activations, reshapes, dropout, …: elementwise, no multiply-accumulates
 
-# %% ../nbs/05_resnet.ipynb #aada00e6
+# %% ../nbs/05_resnet.ipynb #b7335224
 class ModelMonitorS(Subscriber):
     """Runs the forward pass of one training batch, records each of `modules`' input and output shape, parameters and
     MACs per sample (counted from the leaf layers that actually ran), then cancels the fit; `repr` shows the table.
@@ -181,15 +182,16 @@ class ModelMonitorS(Subscriber):
             self._shapes[id(module)] = (_shape(inputs[0] if inputs else None, self._batch_size), _shape(output, self._batch_size))
 
     def _record_macs(self, module, inputs, kwargs, output):
-        "Count one call of a leaf, for the row whose forward made it (the innermost running), else for the row that holds it."
+        "Count one call of a leaf in every row whose forward was running when it ran (rows nest), else in the row that holds it."
         if not self._on: return
         macs = module_macs(module, inputs, output, kwargs, self._batch_size)
-        self._leaf_macs[id(module)] = self._leaf_macs.get(id(module), 0) + macs
-        self._row_macs[self._running[-1] if self._running else self._owner[id(module)]] += macs
+        self._leaf_macs[id(module)] = self._leaf_macs.get(id(module), 0) + macs  # the total: each call once
+        for i in set(self._running) if self._running else (self._owner[id(module)],): self._row_macs[i] += macs
 
     def before_batch(self, learn):
         self._on, self._running = learn.training, []  # every call of the training batch counts, also one in eval mode
         if not learn.training: return
+        self._leaf_macs, self._shapes, self._row_macs = {}, {}, [0] * len(self._modules)  # from zero: see after_batch
         x = learn.batch[0]
         self._batch_size = len(x) if isinstance(x, torch.Tensor) and x.ndim else None  # MACs are per sample of it
         if self.modules is None and self._flops is None:  # the operator count covers the whole model
@@ -212,11 +214,16 @@ class ModelMonitorS(Subscriber):
             shape_in, shape_out = self._shapes.get(id(m), ('not run', 'not run'))
             self.rows.append(dict(layer=f'{i}_{type(m).__name__}', input=shape_in, output=shape_out,
                                   params=_n_params(m.parameters()), macs=self._row_macs[i]))
-        self.total_macs = sum(self._leaf_macs.values())  # = the rows' sum: each call counts in one row
+        self.total_macs = sum(self._leaf_macs.values())  # each call once: the rows' sum, unless rows nest
         self.total_params = _n_params({id(p): p for m in self._counted for p in m.parameters()}.values())
         x = learn.batch[0]
         if flops is not None and isinstance(x, torch.Tensor) and len(x): self._check_unhooked(flops / 2 / len(x))
         raise CancelFitException()  # one forward pass is all it takes: no step, the weights stay as they were
+
+    def after_batch(self, learn):
+        "A batch cancelled before our `after_predict` is not measured: stop counting (the next batch starts from zero)."
+        self._on = False
+        self._stop_flop_counter()
 
     def _check_unhooked(self, torch_macs):
         "Keep the operator-level count, and warn when it finds products outside the layers the table counts."
@@ -428,7 +435,7 @@ class CutMixS(_MixS):
         box = _random_boxes(n, h, w, 1 - lam, torch.zeros_like(lam), x.device, torch.floor, min_side=0) & (lam < 1)[:, None, None]
         return torch.where(_per_sample_view(box, x), x2, x), 1 - box.flatten(1).float().mean(1)  # area after rounding
 
-# %% ../nbs/05_resnet.ipynb #c35571ea
+# %% ../nbs/05_resnet.ipynb #af314ae6
 def _arm_cpu_features():
     "The feature flags of an Arm CPU as Linux lists them in /proc/cpuinfo (empty where there is no such file)."
     try:
@@ -485,9 +492,10 @@ class MixedPrecisionS(Subscriber):
             self._replace(fit, 'step', lambda: (scaler.step(learn.opt), scaler.update()))
 
     def _replace(self, fit, name, method):
-        "Set `method` on the fit's learner for this fit only (`fit_only`: `get_preds`'s copy runs the class's), keeping what it had."
+        "Set `method` on the fit's learner for this fit only (`fit_only`: `get_preds`'s copy runs what it replaced), keeping what it had."
         learn = fit['learn']
-        fit['replaced'][name] = fit_only(method), learn.__dict__.get(name)
+        before = learn.__dict__.get(name)  # None: the class's own
+        fit['replaced'][name] = fit_only(method, before), before
         setattr(learn, name, method)
 
     def before_batch(self, learn):
@@ -519,7 +527,7 @@ class MixedPrecisionS(Subscriber):
     def state_dict(self): return {'scaler': self.scaler.state_dict() if self.scaler is not None else None}
     def load_state_dict(self, state): self._loaded = state['scaler']  # applied by the next before_fit
 
-# %% ../nbs/05_resnet.ipynb #defa11b0
+# %% ../nbs/05_resnet.ipynb #08c24f52
 class ChannelsLastS(Subscriber):
     "Stores the model's 4-d weights and every batch's 4-d inputs channels-last (NHWC), the layout fast convolution kernels prefer."
     order, for_inference = 91, True  # after the augmentations and normalization, which may hand back a new tensor
@@ -550,7 +558,7 @@ class CompileS(Subscriber):
             learn.model = self._compiled
             try: own()
             finally: learn.model = plain
-        learn.predict = self._predict = fit_only(predict)  # get_preds's copy of the learner runs its own predict
+        learn.predict = self._predict = fit_only(predict, self._before)  # get_preds's copy runs the predict we wrap
 
     def after_fit(self, learn):
         ours, self._predict = self._predict, None
@@ -558,7 +566,7 @@ class CompileS(Subscriber):
         if self._before is None: del learn.__dict__['predict']
         else: learn.predict = self._before
 
-# %% ../nbs/05_resnet.ipynb #3fe13b03
+# %% ../nbs/05_resnet.ipynb #6e187362
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD, _M_MMAP_MAX = -1, -3, -4  # glibc's mallopt() parameter numbers (malloc.h)
 _MMAP_THRESHOLD_MAX = 4 * 1024 * 1024 * ctypes.sizeof(ctypes.c_long)  # the most glibc's adapting mmap threshold grows to: 32 MiB
 _INT_MAX = 2**31 - 1
@@ -572,12 +580,20 @@ def _glibc():
 _TUNABLES = {'MALLOC_MMAP_MAX_': 'glibc.malloc.mmap_max', 'MALLOC_MMAP_THRESHOLD_': 'glibc.malloc.mmap_threshold',
              'MALLOC_TRIM_THRESHOLD_': 'glibc.malloc.trim_threshold'}  # the names GLIBC_TUNABLES gives the same settings
 
+def _c_number(text):
+    "`text` read as glibc reads a number (its `_dl_strtoul`): hex after `0x`, octal after a leading `0`, else decimal; None if it is none."
+    m = re.fullmatch(r'[ \t]*([+-]?)(0[xX][0-9a-fA-F]+|0[0-7]*|[1-9][0-9]*)', text or '')
+    if m is None: return None
+    digits = m[2]
+    n = int(digits, 16 if digits[:2] in ('0x', '0X') else 8 if digits[0] == '0' else 10)
+    return -n if m[1] == '-' else n
+
 def _env_int(name, default):
     "glibc's setting `name` where a user tuned it: in `GLIBC_TUNABLES` (which wins in glibc), else in the variable `name`, else `default`."
     tunables = dict(kv.split('=', 1) for kv in os.environ.get('GLIBC_TUNABLES', '').split(':') if '=' in kv)
     for value in (tunables.get(_TUNABLES.get(name)), os.environ.get(name)):
-        try: return min(int(value), _INT_MAX)
-        except (TypeError, ValueError): pass
+        n = _c_number(value)
+        if n is not None: return min(n, _INT_MAX)
     return default
 
 class CPUAllocatorS(Subscriber):

@@ -56,7 +56,7 @@ def test_monitor_removes_hooks_when_a_later_subscriber_fails_in_before_fit():
     model = resnet()
     with pytest.raises(RuntimeError, match='setup failed'):
         Learner(model, DLs(batches(1)), subs=[ModelMonitorS(), Fail()]).fit(1)
-    assert not any(m._forward_hooks for m in model.modules())
+    assert not any(m._forward_hooks or m._forward_pre_hooks for m in model.modules())
 
 def test_monitor_with_fast_path_counts_the_same():
     counts = []
@@ -190,6 +190,22 @@ def test_get_preds_during_a_compiled_fit_predicts_the_validation_data():
     assert score.preds.shape == (4, 4) and torch.equal(score.targets, yv)
     with torch.no_grad(): torch.testing.assert_close(score.preds, learn.model.eval()(xv), rtol=1e-5, atol=1e-6)
     assert 'predict' not in learn.__dict__
+
+def test_get_preds_during_a_compiled_fit_runs_the_predict_set_on_the_learner():
+    "The copy runs what CompileS's fit_only predict wrapped: a predict the user set on the learner, not the class's."
+    skip_unless_compile_works('eager')
+    from types import MethodType
+    torch.manual_seed(0)
+    xt, yt = torch.randn(8, 16), torch.randint(0, 4, (8,))
+    class Score(Subscriber):
+        def after_epoch(self, learn):
+            if learn.training: self.mid = learn.get_preds()[0]
+    learn, score = Learner(nn.Linear(16, 4), DLs([[xt, yt]]), lr=0.), Score()  # lr 0: the weights stay
+    def doubled(self): self.preds = self.model(self.batch[0]) * 2  # the learner's own predict: scaled logits, say
+    learn.predict = own = MethodType(doubled, learn)
+    learn.fit(1, subs=[CompileS(backend='eager'), score])
+    with torch.no_grad(): torch.testing.assert_close(score.mid, learn.model(xt) * 2, rtol=1e-5, atol=1e-6)
+    assert learn.predict is own
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason='needs a CUDA GPU')
 @pytest.mark.parametrize('dtype', [torch.float16, torch.bfloat16])
