@@ -15,10 +15,11 @@ from fastcore.basics import patch
 
 from .learner import Subscriber, part_of_run
 
-# %% ../nbs/04_acceleration.ipynb #616e6915
+# %% ../nbs/04_acceleration.ipynb #45fa5000
 _ALIASES = {'wd': 'weight_decay', 'mom': 'momentum', 'sqr_mom': 'alpha'}  # the course's names -> torch's keys
 # the keys torch's own optimizers read (torch.optim.SGD, Adam, AdamW, RMSprop, ...): given to an optimizer here that
-# lacks one, with a value that changes torch's algorithm (not 0, False or None), it would be silently ignored
+# lacks one, with a value that changes torch's algorithm, it would be silently ignored. The values that change nothing
+# are 0, False and None, unless the optimizer's `torch_neutral` has a rule of its own for the key.
 _TORCH_HYPERPARAMETERS = ('lr', 'momentum', 'dampening', 'nesterov', 'weight_decay', 'betas', 'eps', 'alpha', 'centered',
                           'amsgrad', 'maximize', 'foreach', 'capturable', 'differentiable', 'fused', 'decoupled_weight_decay',
                           'lr_decay', 'initial_accumulator_value', 'rho', 'lambd', 't0', 'etas', 'step_sizes')
@@ -27,6 +28,28 @@ def _number(v):
     "`v` as a float if it is a real number (or a one-element real tensor); otherwise nan, which fails every range check."
     if isinstance(v, torch.Tensor) and v.numel() == 1 and not v.is_complex(): return float(v)
     return float(v) if isinstance(v, numbers.Real) and not isinstance(v, bool) else math.nan
+
+def _changes_nothing(value, group):
+    "The default rule for a torch hyperparameter an optimizer lacks: only 0, False or None leave torch's algorithm as it is."
+    return value in (0, False, None)
+
+def _weight_decay_form(decoupled):
+    """The rule for torch's `decoupled_weight_decay` in an optimizer whose weight decay is decoupled (`decoupled=True`),
+    L2 (`False`) or both at once (`None`: plain SGD): the value that says what it does, or either one without weight decay."""
+    def rule(value, group):
+        if value not in (None, False, True): return False  # (0 and 1 compare equal to False and True)
+        return decoupled is None or bool(value) == decoupled or _number(group.get('weight_decay', 0)) == 0
+    return rule
+
+def _dampening(own):
+    """The rule for torch SGD's `dampening` in an optimizer whose momentum is dampened by `own(group)`: that value,
+    or any number without momentum (torch then ignores it); None leaves it unset."""
+    def rule(value, group):
+        d = _number(value)
+        return value is None or d == own(group) or (_number(group.get('momentum', 0)) == 0 and math.isfinite(d))
+    return rule
+
+_DECOUPLED = (_weight_decay_form(True), 'True (its weight decay is decoupled, as in torch.optim.AdamW), or False with weight_decay=0')
 
 def check_hyperparameters(name, group):
     "Raise a `ValueError` naming the first hyperparameter of `group` that is out of range for optimizer `name`."
@@ -45,7 +68,7 @@ def check_hyperparameters(name, group):
     if 'foreach' in group and group['foreach'] not in (None, True, False):
         bad('foreach', 'None (choose by device), True or False')
 
-# %% ../nbs/04_acceleration.ipynb #2545f124
+# %% ../nbs/04_acceleration.ipynb #59c6bea6
 _FOREACH_DEVICES = ('cuda', 'xpu')  # where torch itself defaults to its foreach implementations
 
 def _as_real(t):
@@ -55,6 +78,9 @@ def _as_real(t):
 class BaseOptimizer(torch.optim.Optimizer):
     """Base of nntrain's optimizers: `step` loops over the param groups and hands the parameters that have a
     gradient to `update` (one parameter at a time) or `update_foreach` (a whole group at once)."""
+    # torch keys it lacks whose neutral values are not just 0, False or None: key -> (rule(value, group), what it accepts)
+    torch_neutral = {}
+
     def __init__(self, params, defaults, foreach=None):
         super().__init__(params, {**defaults, 'foreach': foreach})
 
@@ -74,10 +100,15 @@ class BaseOptimizer(torch.optim.Optimizer):
             if 'betas' in group: raise ValueError(f"{name}: the group gives both 'betas' and 'beta1'/'beta2': keep one.")
             b1, b2 = self.defaults['betas']
             group['betas'] = (group.pop('beta1', b1), group.pop('beta2', b2))
-        for key, value in group.items():  # other keys (a group's name, a scheduler's initial_lr, your own tags) are kept as they are
-            if key in _TORCH_HYPERPARAMETERS and key not in self.defaults and value not in (0, False, None):
-                raise ValueError(f"{name} has no hyperparameter {key!r} ({key}={value!r} would be silently ignored); "
-                                 f"its hyperparameters are {known}.")
+        merged = {**self.defaults, **group}
+        # other keys (a group's name, a scheduler's initial_lr, your own tags) are kept as they are; the keys with a rule of
+        # their own come last, as their rule may read another key (dampening's, momentum) that is refused first
+        for key, value in sorted(group.items(), key=lambda kv: kv[0] in self.torch_neutral):
+            if key not in _TORCH_HYPERPARAMETERS or key in self.defaults: continue
+            rule, accepted = self.torch_neutral.get(key, (_changes_nothing, '0, False or None'))
+            if not rule(value, merged):
+                raise ValueError(f"{name} has no hyperparameter {key!r} ({key}={value!r} would be silently ignored; "
+                                 f"it accepts {accepted}); its hyperparameters are {known}.")
         check_hyperparameters(name, {**self.defaults, **group})
         super().add_param_group(group)
 
@@ -122,9 +153,12 @@ class BaseOptimizer(torch.optim.Optimizer):
                 for p, g, s in zip(params, grads, states): self.update(p, g, s, group)
         return loss
 
-# %% ../nbs/04_acceleration.ipynb #ce905511
+# %% ../nbs/04_acceleration.ipynb #8e8d41a9
 class SGD(BaseOptimizer):
     "Stochastic gradient descent with decoupled weight decay `wd`: `p = p*(1 - lr*wd) - lr*grad`."
+    torch_neutral = {'decoupled_weight_decay': (_weight_decay_form(None), 'True or False (without momentum both are this update)'),
+                     'dampening': (_dampening(lambda g: 0.), 'any number (there is no momentum for it to act on)')}
+
     def __init__(self, params, lr, wd=0., foreach=None):
         super().__init__(params, dict(lr=lr, weight_decay=wd), foreach)
 
@@ -134,9 +168,13 @@ class SGD(BaseOptimizer):
         if wd: p.mul_(1 - lr * wd)
         p.add_(grad, alpha=-lr)
 
-# %% ../nbs/04_acceleration.ipynb #f5ab58f3
+# %% ../nbs/04_acceleration.ipynb #ad832922
 class Momentum(BaseOptimizer):
     "SGD along an exponential moving average of the gradients, `mom` being the weight on the past."
+    torch_neutral = {'decoupled_weight_decay': _DECOUPLED,
+                     'dampening': (_dampening(lambda g: _number(g['momentum'])), "dampening equal to momentum (it is torch's "
+                                   'SGD(momentum=μ, dampening=μ); for undampened momentum, dampening=0, use torch.optim.SGD)')}
+
     def __init__(self, params, lr, wd=0., mom=0.9, foreach=None):
         super().__init__(params, dict(lr=lr, weight_decay=wd, momentum=mom), foreach)
 
@@ -148,9 +186,13 @@ class Momentum(BaseOptimizer):
         else: state['momentum_buffer'].lerp_(grad, 1 - mom)  # mom*buf + (1-mom)*grad in one operation
         p.add_(state['momentum_buffer'], alpha=-lr)
 
-# %% ../nbs/04_acceleration.ipynb #e9cf22f3
+# %% ../nbs/04_acceleration.ipynb #41e52f33
 class RMSProp(BaseOptimizer):
     "Divides each gradient by the root of a moving average (weight `sqr_mom`) of its squares; optional momentum `mom`."
+    torch_neutral = {'decoupled_weight_decay': _DECOUPLED,
+                     'dampening': (_dampening(lambda g: 0.), '0 (its momentum is undampened, as in torch.optim.RMSprop), '
+                                   'or any number with momentum=0')}
+
     def __init__(self, params, lr, wd=0., sqr_mom=0.99, eps=1e-5, mom=0., foreach=None):
         super().__init__(params, dict(lr=lr, weight_decay=wd, alpha=sqr_mom, eps=eps, momentum=mom), foreach)
 
@@ -166,7 +208,7 @@ class RMSProp(BaseOptimizer):
             p.add_(state['momentum_buffer'].mul_(mom).addcdiv_(grad, denom), alpha=-lr)
         else: p.addcdiv_(grad, denom, value=-lr)
 
-# %% ../nbs/04_acceleration.ipynb #5f9597b7
+# %% ../nbs/04_acceleration.ipynb #86fd3895
 def _next_adam_step(p, state):
     "Count a step of `p` and return its number; the first one creates the zeroed first and second moment averages."
     if not state:
@@ -178,6 +220,8 @@ def _next_adam_step(p, state):
 
 class Adam(BaseOptimizer):
     "Momentum over RMSProp-scaled steps, both averages bias-corrected; `wd` is decoupled weight decay (AdamW)."
+    torch_neutral = {'decoupled_weight_decay': _DECOUPLED}
+
     def __init__(self, params, lr, wd=0., beta1=0.9, beta2=0.99, eps=1e-5, foreach=None):
         super().__init__(params, dict(lr=lr, betas=(beta1, beta2), eps=eps, weight_decay=wd), foreach)
 
@@ -191,9 +235,12 @@ class Adam(BaseOptimizer):
         denom = (sqr_avg / (1 - beta2 ** t)).sqrt_().add_(eps)
         p.addcdiv_(avg, denom, value=-lr / (1 - beta1 ** t))
 
-# %% ../nbs/04_acceleration.ipynb #e46ccdb0
+# %% ../nbs/04_acceleration.ipynb #1463594e
 class AdaBound(BaseOptimizer):
     "Adam whose per-weight step sizes are clipped to a band that closes in on `final_lr` (SGD) as training goes on."
+    torch_neutral = {'decoupled_weight_decay': (_weight_decay_form(False), 'False (its weight decay is L2, added to the '
+                                                'gradient), or True with weight_decay=0')}
+
     def __init__(self, params, lr=1e-3, final_lr=0.1, gamma=1e-3, beta1=0.9, beta2=0.999, eps=1e-8, wd=0., foreach=None):
         super().__init__(params, dict(lr=lr, betas=(beta1, beta2), final_lr=final_lr, gamma=gamma, eps=eps,
                                       weight_decay=wd), foreach)

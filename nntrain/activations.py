@@ -53,7 +53,7 @@ class Hook:
     def __enter__(self): return self
     def __exit__(self, *exc_info): self.remove()
 
-# %% ../nbs/03_activations.ipynb #ab2ac1b5
+# %% ../nbs/03_activations.ipynb #83c6cafb
 _CONTAINERS = (nn.ModuleList, nn.ModuleDict)  # hold modules but are never called themselves
 
 def _members(m):
@@ -89,7 +89,7 @@ def _default_modules(model):
 
 def _count(hook):
     "The number of training batches `hook` recorded in this fit."
-    return len(hook.pending) + sum(len(c) for c in hook.chunks)
+    return len(hook.pending) + sum(len(rows) for rows, _ in hook.chunks)
 
 def _never_ran_message(silent, n):
     "Why the modules of the `silent` hooks recorded nothing in `n` training batches, and what to watch instead."
@@ -107,16 +107,16 @@ def _never_ran_message(silent, n):
                 f"{'it' if len(inside) == 1 else 'them'} while training: watch the modules it does call.")
     return msg
 
-# %% ../nbs/03_activations.ipynb #c92a139a
+# %% ../nbs/03_activations.ipynb #d4653298
 def _abs_histogram(a, bins, max_abs):
-    "Counts of |`a`| in `bins` equal bins over [0, `max_abs`] (larger values in the last, nan left out): `torch.histc`'s bins, deterministic on every device."
+    "Counts (int64) of |`a`| in `bins` equal bins over [0, `max_abs`] (larger values in the last, nan left out): `torch.histc`'s bins, deterministic on every device."
     v = a.abs().clamp(max=max_abs)
     idx = (v * bins / max_abs).long().clamp_(0, bins - 1).masked_fill_(v.isnan(), bins).flatten()  # nan: a spare bin, dropped
     # counted in integers: a float32 count stops growing at 2**24 (as CPU histc's does), which one large layer output passes
     counts = torch.zeros(bins + 1, dtype=torch.long, device=a.device).scatter_add_(0, idx, torch.ones_like(idx))
-    return counts[:bins].float()
+    return counts[:bins]
 
-# %% ../nbs/03_activations.ipynb #60f2e6d4
+# %% ../nbs/03_activations.ipynb #afee78e6
 class ActivationStatsS(Subscriber):
     "Records per training batch the mean, std, |activation| histogram and per-unit firing rate (units along `unit_dim`) of `modules`' outputs."
     order = 20  # after the other subscribers have set up the model
@@ -130,21 +130,26 @@ class ActivationStatsS(Subscriber):
         self.remove()  # statistics start afresh with every fit
         modules = _default_modules(learn.model) if self.modules is None else self.modules
         modules, in_model = _hooked_modules(modules, learn.model)
-        self.hooks = [Hook(i, m, partial(self._record, learn)) for i, m in enumerate(modules)]
+        self.hooks = [Hook(i, m, self._record) for i, m in enumerate(modules)]
         for h, inside in zip(self.hooks, in_model):
             h.pending, h.chunks, h.in_model = [], [], inside
             h.last_pass, h.units, h.warned_rerun = -1, None, False  # the forward pass it last recorded, its units, a warning given
-        self._pass, self._pass_hook = 0, learn.model.register_forward_pre_hook(self._new_pass)
+        self._pass, self._training, self._pass_hook = 0, False, learn.model.register_forward_pre_hook(self._new_pass)
         self.epoch_starts = []  # number of batches recorded before each training epoch
         self.n_train_batches = 0  # training forward passes of the model, recorded or not
 
     def after_predict(self, learn):
         if learn.model.training: self.n_train_batches += 1
 
-    def _new_pass(self, model, inputs): self._pass += 1  # numbers the model's forward passes
+    def _new_pass(self, model, inputs):
+        "Number the model's forward passes, and note whether this one trains (for the hooks, which can't read `learn.model`)."
+        # read from the module being called: under CompileS, torch.compile traces the hooks while learn.model is the
+        # compiled wrapper, and reading it there fails the trace
+        self._pass += 1
+        self._training = model.training
 
-    def _record(self, learn, hook, layer, inputs, output):
-        if not learn.model.training: return
+    def _record(self, hook, layer, inputs, output):
+        if not self._training: return
         if not isinstance(output, torch.Tensor):
             raise TypeError(f"ActivationStatsS can only watch modules that return a tensor; {hook.layer_name} "
                             f"returned {type(output).__name__}. Watch its submodules instead.")
@@ -161,7 +166,7 @@ class ActivationStatsS(Subscriber):
             hist = _abs_histogram(a, self.bins, self.max_abs)
             nonzero = (a != 0).float()
             firing = nonzero.mean([d for d in range(a.ndim) if d != self.unit_dim % a.ndim]) if a.ndim > 1 else nonzero.mean().reshape(1)
-            hook.pending.append(torch.cat([a.mean().reshape(1), a.std().reshape(1), hist, firing]))
+            hook.pending.append((torch.cat([a.mean().reshape(1), a.std().reshape(1), firing]), hist))  # counts: int64, exact
 
     def _warn_reran(self, hook):
         "Warn, once per module and fit, that `hook`'s module ran again in the same forward pass, and only its first run is kept."
@@ -173,10 +178,11 @@ class ActivationStatsS(Subscriber):
                       "own module, or watch the layers before each use.", stacklevel=2)
 
     def _flush(self):
-        "Move the summaries recorded since the last flush to the CPU, in one transfer per module."
+        "Move the summaries recorded since the last flush to the CPU: per module, one transfer of the float rows and one of the counts."
         for h in self.hooks:
             if h.pending:
-                h.chunks.append(torch.stack(h.pending).cpu())
+                rows, counts = zip(*h.pending)
+                h.chunks.append((torch.stack(rows).cpu(), torch.stack(counts).cpu()))
                 h.pending = []
 
     def _n_recorded(self):
@@ -211,15 +217,16 @@ class ActivationStatsS(Subscriber):
         for h in self.hooks: h.remove()
         if getattr(self, '_pass_hook', None) is not None: self._pass_hook.remove(); self._pass_hook = None
 
-# %% ../nbs/03_activations.ipynb #827c7e7d
+# %% ../nbs/03_activations.ipynb #623d6038
 @patch(as_prop=True)
 def stats(self:ActivationStatsS):
-    "`{layer_name: {'mean', 'std': (batches,), 'hist': (batches, bins), 'firing': (batches, units)}}`, on the CPU."
+    "`{layer_name: {'mean', 'std': (batches,), 'hist': (batches, bins) int64 counts, 'firing': (batches, units)}}`, on the CPU."
     self._flush()
     out = {}
     for h in self.hooks:
-        s = torch.cat(h.chunks) if h.chunks else torch.zeros(0, 2 + self.bins)
-        out[h.layer_name] = {'mean': s[:, 0], 'std': s[:, 1], 'hist': s[:, 2:2 + self.bins], 'firing': s[:, 2 + self.bins:]}
+        s = torch.cat([rows for rows, _ in h.chunks]) if h.chunks else torch.zeros(0, 2)
+        hist = torch.cat([counts for _, counts in h.chunks]) if h.chunks else torch.zeros(0, self.bins, dtype=torch.long)
+        out[h.layer_name] = {'mean': s[:, 0], 'std': s[:, 1], 'hist': hist, 'firing': s[:, 2:]}
     return out
 
 @patch

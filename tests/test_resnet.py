@@ -207,6 +207,31 @@ def test_get_preds_during_a_compiled_fit_runs_the_predict_set_on_the_learner():
     with torch.no_grad(): torch.testing.assert_close(score.mid, learn.model(xt) * 2, rtol=1e-5, atol=1e-6)
     assert learn.predict is own
 
+def test_activation_stats_under_compile_records_the_training_batches():
+    "ActivationStatsS's hooks run inside the compiled forward (its mode check once read learn.model there, failing the trace)."
+    skip_unless_compile_works('eager')
+    from nntrain.activations import ActivationStatsS
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(16, 8), nn.ReLU(), nn.Linear(8, 4))
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    data = [[torch.randn(8, 16), torch.randint(0, 4, (8,))] for _ in range(3)]
+    stats = []
+    for subs in ([], [CompileS(backend='eager')]):
+        model.load_state_dict(state)
+        act = ActivationStatsS([model[0], model[1]], bins=10)
+        learn = RecordingLearner(model, DLs(data), subs=subs + [act])
+        with warnings.catch_warnings(record=True) as w:
+            warnings.simplefilter('always')
+            learn.fit(2)
+        assert not [m for m in w if 'ActivationStatsS' in str(m.message)]
+        stats.append(act.stats)
+    assert learn.ran == ['OptimizedModule'] * 12  # 2 epochs of 3 training and 3 validation batches, compiled
+    plain, compiled = stats
+    assert {k: len(v['mean']) for k, v in compiled.items()} == {'0_Linear': 6, '1_ReLU': 6}  # the training batches only
+    for name in plain:
+        assert torch.equal(compiled[name]['hist'], plain[name]['hist'])
+        for key in ('mean', 'std', 'firing'): torch.testing.assert_close(compiled[name][key], plain[name][key])
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason='needs a CUDA GPU')
 @pytest.mark.parametrize('dtype', [torch.float16, torch.bfloat16])
 def test_cuda_mixed_precision(dtype):
