@@ -388,7 +388,7 @@ def _epoch_done(learn):
     if not part_of_run(learn): return False  # an evaluation-only fit or an lr search changes nothing worth saving
     return not learn.training or not getattr(learn, 'do_valid', True)
 
-# %% ../nbs/06_checkpoint.ipynb #75e8072d
+# %% ../nbs/06_checkpoint.ipynb #68e3caee
 class CheckpointS(Subscriber):
     "Saves `last.pt` in folder `path` every `every` epochs (and after the last), and `best.pt` when `monitor` improves."
     order = 50
@@ -402,7 +402,7 @@ class CheckpointS(Subscriber):
             raise NotADirectoryError(f"CheckpointS saves files into the folder path, but {self.path} is a file: pass a folder.")
         if monitor is not None and last == best: raise ValueError(f"last and best are both {last!r}: give them different names.")
         self.last_path, self.best_path = self.path/last, self.path/best
-        self.best = self.best_epoch = self._loaded = self._judged = None
+        self.best = self.best_epoch = self._loaded = None
 
     def before_fit(self, learn):
         self._check_files_are_its_own(learn)
@@ -410,7 +410,7 @@ class CheckpointS(Subscriber):
         remove_stale_temps(self.path)
         if self.monitor is not None: _check_monitor(learn, self.monitor, 'CheckpointS')
         state, self._loaded = self._loaded or {'best': None, 'best_epoch': None}, None  # a new run, unless resumed
-        self.best, self.best_epoch, self._judged = state['best'], state['best_epoch'], None
+        self.best, self.best_epoch = state['best'], state['best_epoch']
 
     def _files(self): return {p.resolve() for p in ([self.last_path] + [self.best_path] * (self.monitor is not None))}
 
@@ -420,25 +420,27 @@ class CheckpointS(Subscriber):
             if shared: raise ValueError(f"Two CheckpointS of this fit write {sorted(map(str, shared))}: give each its own folder.")
 
     def _judge(self, learn):
-        "Update the best with the epoch's monitored value, once an epoch; `_improved` says whether it got better."
-        if self._judged == learn.epoch: return
-        self._judged, self._improved = learn.epoch, False
-        if self.monitor is None: return
+        "Update the best with the epoch's monitored value; returns whether it got better."
+        if self.monitor is None: return False
         value = _monitored(learn, self.monitor)
-        if value is not None and _improved(value, self.best, self.mode, self.min_delta):
-            self.best, self.best_epoch, self._improved = value, learn.epoch, True
+        if value is None or not _improved(value, self.best, self.mode, self.min_delta): return False
+        self.best, self.best_epoch = value, learn.epoch
+        return True
 
     def after_epoch(self, learn):
         if not _epoch_done(learn): return
-        for s in _checkpoint_subs(learn): s._judge(learn)  # all judge before any saves: each file has every new best
-        improved = self._improved
-        due = (learn.epoch + 1) % self.every == 0 or _final_epoch(learn)
-        if not (due or improved): return
-        state = checkpoint_state(learn)  # after updating `best`, so the file knows it
-        # best.pt first: a stop between the two files leaves last.pt behind (its resume redoes the epoch), never ahead of best.pt
-        if improved: atomic_save(state, self.best_path)
-        if due and improved: atomic_write(self.last_path, lambda f: _copy_file(self.best_path, f))  # no second pickling
-        elif due: atomic_save(state, self.last_path)
+        subs = _checkpoint_subs(learn)
+        if self is not subs[-1]: return  # the fit's last CheckpointS saves the files of all of them
+        plans = [(s, s._judge(learn), (learn.epoch + 1) % s.every == 0 or _final_epoch(learn)) for s in subs]  # all judge first
+        if not any(improved or due for _, improved, due in plans): return
+        state = checkpoint_state(learn)  # after updating every `best`, so each file knows them all
+        # every best.pt before any last.pt: a stop between files leaves a last.pt behind (its resume redoes the epoch), never
+        # one that records a new best whose best.pt isn't written
+        for s, improved, _ in plans:
+            if improved: atomic_save(state, s.best_path)
+        for s, improved, due in plans:
+            if due and improved: atomic_write(s.last_path, partial(_copy_file, s.best_path))  # no second pickling
+            elif due: atomic_save(state, s.last_path)
 
     def state_dict(self): return {'best': self.best, 'best_epoch': self.best_epoch}
     def load_state_dict(self, state): self._loaded = dict(state)  # applied by the next before_fit
@@ -589,7 +591,7 @@ class EarlyStoppingS(Subscriber):
     def state_dict(self): return {k: getattr(self, k) for k in ('best', 'best_epoch', 'wait', 'stopped_epoch')}
     def load_state_dict(self, state): self._loaded = dict(state)  # applied by the next before_fit
 
-# %% ../nbs/06_checkpoint.ipynb #c759e50c
+# %% ../nbs/06_checkpoint.ipynb #623c4e3f
 class GradAccumS(Subscriber):
     "Accumulates the gradients of `n_batches` batches and steps once: training with batches `n_batches` times larger."
     order = 40
@@ -611,21 +613,43 @@ class GradAccumS(Subscriber):
         learn.dl = self._batches = LastMarked(learn.dl)
 
     def after_loss(self, learn):
-        if not learn.model.training: return
+        loss = learn.loss
+        if not (learn.model.training and isinstance(loss, torch.Tensor) and loss.requires_grad): return
         n = len(learn.batch[1])
         if self.group_size is None: self.group_size = n * self.n_batches  # the planned samples per step
         if not self._count: self._carry = _carried_grads(learn.model)  # what .grad holds before the group: None, mostly
-        self._unscaled = learn.loss
-        learn.loss = learn.loss * (n / self.group_size)
+        loss.register_hook(partial(self._went_backward, n))  # learn.loss stays the real loss; its gradient is scaled
+
+    def _went_backward(self, n, grad):
+        "Hook on a batch's loss, run by its backward: count the batch's `n` samples in the group, and scale its gradient by its share of the group."
         self._count += 1
         self._samples += n
+        return grad * (n / self.group_size)
 
     def after_backward(self, learn):
-        learn.loss = self._unscaled
         if self._count < self.n_batches and not self._batches.last: raise CancelBatchException()
+        self._end_group(learn)
+
+    def after_batch(self, learn):
+        if learn.training and self._count and self._batches.last: self._step_group(learn)  # the last batch skipped its step
+
+    def _end_group(self, learn):
+        "Ready the group for its step: a group short of samples corrects its own gradients to their mean; the next group starts."
         if self._samples != self.group_size: _scale_grads(learn.model, self.group_size / self._samples, self._carry)
         self._count = self._samples = 0
         self._carry = None
+
+    def _step_group(self, learn):
+        "Step the epoch's last group, whose last batch a subscriber skipped before it reached `after_backward` here, as the learner steps a batch."
+        self._end_group(learn)
+        handlers = learn._handlers['after_backward']
+        mine = next((i for i, f in enumerate(handlers) if getattr(f, '__self__', None) is self), len(handlers))
+        try:
+            for f in handlers[mine + 1:]: f(learn)  # the subscribers after this one (GradClipS), as for any group
+            learn.step(); learn._unstepped = False
+            try: learn.publish('after_step')
+            finally: learn.zero_grad()
+        except CancelBatchException: pass  # a later subscriber skipped the step, as it may for any batch
 
     def after_epoch(self, learn):
         if not learn.training or self._epoch != learn.epoch: return  # cancelled in before_epoch, before it reached us
