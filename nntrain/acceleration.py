@@ -15,7 +15,7 @@ from fastcore.basics import patch
 
 from .learner import Subscriber, part_of_run
 
-# %% ../nbs/04_acceleration.ipynb #45fa5000
+# %% ../nbs/04_acceleration.ipynb #8dde4f46
 _ALIASES = {'wd': 'weight_decay', 'mom': 'momentum', 'sqr_mom': 'alpha'}  # the course's names -> torch's keys
 # the keys torch's own optimizers read (torch.optim.SGD, Adam, AdamW, RMSprop, ...): given to an optimizer here that
 # lacks one, with a value that changes torch's algorithm, it would be silently ignored. The values that change nothing
@@ -51,6 +51,10 @@ def _dampening(own):
 
 _DECOUPLED = (_weight_decay_form(True), 'True (its weight decay is decoupled, as in torch.optim.AdamW), or False with weight_decay=0')
 
+def _from_torch(group):
+    "Whether `group` is a param group of one of torch's optimizers: every one of them carries `maximize` and `differentiable`."
+    return 'maximize' in group and 'differentiable' in group
+
 def check_hyperparameters(name, group):
     "Raise a `ValueError` naming the first hyperparameter of `group` that is out of range for optimizer `name`."
     def bad(key, rule): raise ValueError(f"{name}: {key}={group[key]!r} is invalid, it must be {rule}.")
@@ -68,7 +72,7 @@ def check_hyperparameters(name, group):
     if 'foreach' in group and group['foreach'] not in (None, True, False):
         bad('foreach', 'None (choose by device), True or False')
 
-# %% ../nbs/04_acceleration.ipynb #59c6bea6
+# %% ../nbs/04_acceleration.ipynb #b984e79e
 _FOREACH_DEVICES = ('cuda', 'xpu')  # where torch itself defaults to its foreach implementations
 
 def _as_real(t):
@@ -101,6 +105,14 @@ class BaseOptimizer(torch.optim.Optimizer):
             b1, b2 = self.defaults['betas']
             group['betas'] = (group.pop('beta1', b1), group.pop('beta2', b2))
         merged = {**self.defaults, **group}
+        if _from_torch(group) and 'decoupled_weight_decay' not in group and 'decoupled_weight_decay' not in self.defaults:
+            group_l2 = {**merged, 'decoupled_weight_decay': False}  # torch's SGD, RMSprop, Adagrad: L2, and no key says so
+            rule, accepted = self.torch_neutral.get('decoupled_weight_decay', (_changes_nothing, ''))
+            if not rule(False, group_l2):
+                raise ValueError(f"{name}: this param group comes from a torch optimizer whose weight decay is L2 (added to the "
+                                 f"gradient; its group has no decoupled_weight_decay=True), and {name}'s is decoupled: with "
+                                 f"weight_decay={group['weight_decay']!r} it would train differently. Set the group's "
+                                 "weight_decay to 0, or decoupled_weight_decay=True if decoupled decay is what you want.")
         # other keys (a group's name, a scheduler's initial_lr, your own tags) are kept as they are; the keys with a rule of
         # their own come last, as their rule may read another key (dampening's, momentum) that is refused first
         for key, value in sorted(group.items(), key=lambda kv: kv[0] in self.torch_neutral):

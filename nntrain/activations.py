@@ -116,7 +116,7 @@ def _abs_histogram(a, bins, max_abs):
     counts = torch.zeros(bins + 1, dtype=torch.long, device=a.device).scatter_add_(0, idx, torch.ones_like(idx))
     return counts[:bins]
 
-# %% ../nbs/03_activations.ipynb #afee78e6
+# %% ../nbs/03_activations.ipynb #2aa3a6f7
 class ActivationStatsS(Subscriber):
     "Records per training batch the mean, std, |activation| histogram and per-unit firing rate (units along `unit_dim`) of `modules`' outputs."
     order = 20  # after the other subscribers have set up the model
@@ -140,6 +140,8 @@ class ActivationStatsS(Subscriber):
 
     def after_predict(self, learn):
         if learn.model.training: self.n_train_batches += 1
+
+    def before_batch(self, learn): self._training = learn.training  # as before_epoch: see there
 
     def _new_pass(self, model, inputs):
         "Number the model's forward passes, and note whether this one trains (for the hooks, which can't read `learn.model`)."
@@ -202,6 +204,8 @@ class ActivationStatsS(Subscriber):
             raise ValueError("No training batches recorded yet: fit a Learner with this subscriber first.")
 
     def before_epoch(self, learn):
+        # the model's pass notes the flag too, but a watched module outside it may run first (in a before_batch, say)
+        self._training = learn.training
         if learn.training: self.epoch_starts.append(self._n_recorded())
 
     def after_epoch(self, learn): self._flush()

@@ -130,7 +130,7 @@ def module_macs(module, inputs, output, kwargs=None, batch_size=None):
         return _per_sample(x, n)                                # every input element is read once
     return 0  # activations, reshapes, dropout, …: elementwise, no multiply-accumulates
 
-# %% ../nbs/05_resnet.ipynb #b7335224
+# %% ../nbs/05_resnet.ipynb #8b679609
 class ModelMonitorS(Subscriber):
     """Runs the forward pass of one training batch, records each of `modules`' input and output shape, parameters and
     MACs per sample (counted from the leaf layers that actually ran), then cancels the fit; `repr` shows the table.
@@ -190,6 +190,7 @@ class ModelMonitorS(Subscriber):
 
     def before_batch(self, learn):
         self._on, self._running = learn.training, []  # every call of the training batch counts, also one in eval mode
+        self._stop_flop_counter()  # one left open by an epoch cancelled mid-batch (it skipped after_batch): start afresh
         if not learn.training: return
         self._leaf_macs, self._shapes, self._row_macs = {}, {}, [0] * len(self._modules)  # from zero: see after_batch
         x = learn.batch[0]
@@ -224,6 +225,10 @@ class ModelMonitorS(Subscriber):
         "A batch cancelled before our `after_predict` is not measured: stop counting (the next batch starts from zero)."
         self._on = False
         self._stop_flop_counter()
+
+    def after_epoch(self, learn):
+        "An epoch cancelled mid-batch skips that batch's `after_batch`: stop counting here too."
+        self.after_batch(learn)
 
     def _check_unhooked(self, torch_macs):
         "Keep the operator-level count, and warn when it finds products outside the layers the table counts."
