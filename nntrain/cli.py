@@ -166,7 +166,7 @@ def _finder_epochs(n_batches, mult, start=1e-6, end=10.):
     "Epochs enough for the lr to grow from `start` to `end` by `mult` a batch (at least 3): a small set has few batches an epoch."
     return max(3, math.ceil(math.log(end / start) / math.log(mult) / max(1, n_batches)))
 
-# %% ../nbs/09_cli.ipynb #51d9d2d7
+# %% ../nbs/09_cli.ipynb #7413097c
 DEFAULTS = dict(epochs=RECIPE['epochs'], bs=RECIPE['bs'], lr=RECIPE['lr'], augment=True, fast=True, seed=42)
 
 def setting_problem(name, value):
@@ -189,32 +189,62 @@ def check_settings(plan):
         if problem: raise ValueError(f'{name}={value!r}: {problem}.')
 
 def plan_run(checkpoint=None, resume=False, run=None, log=print, **given):
-    "The run's settings: `given` (None = not given) over `DEFAULTS`, or, when resuming, the checkpointed run's plan (`run`: its `run.json`, if read)."
+    "The run's settings: `given` (None = not given; numpy's numbers as plain ones) over `DEFAULTS`, or, when resuming, the checkpointed run's plan (`run`: its `run.json`, if read)."
+    given = {k: _plain(v) for k, v in given.items()}
     if not resume:
         if checkpoint is not None: _check_fresh_start(Path(checkpoint), log)
         return {k: v if given.get(k) is None else given[k] for k, v in DEFAULTS.items()}, None
     if checkpoint is None: raise ValueError("--resume needs --checkpoint DIR: the folder the stopped run saved its checkpoints in.")
-    last, plan_file = Path(checkpoint) / 'last.pt', Path(checkpoint) / 'run.json'
-    if plan_file.exists() and not last.exists():
-        who = _still_training(_load_run(plan_file)[0])
-        if who:
-            raise FileExistsError(f"--resume: the run in {checkpoint} ({who}) may still be training towards its first "
-                                  "checkpoint (it has run.json but no last.pt yet), so there is nothing to resume: wait for it; "
-                                  f"if that run has stopped, delete {plan_file} and run the same command without --resume.")
-        raise FileNotFoundError(f"--resume: the run in {checkpoint} stopped before its first checkpoint (it has run.json but no "
-                                "last.pt), so there is nothing to resume: run the same command without --resume to start it again.")
+    last, best, plan_file = Path(checkpoint) / 'last.pt', Path(checkpoint) / 'best.pt', Path(checkpoint) / 'run.json'
+    if plan_file.exists() and not last.exists(): _nothing_to_resume(checkpoint, plan_file, best)
     if not last.exists() or not plan_file.exists():
         raise FileNotFoundError(f"--resume: there is no checkpointed run to resume in {checkpoint} (last.pt or run.json is missing).")
-    plan = {k: v for k, v in (run if run is not None else _read_run(plan_file)).items() if k in DEFAULTS}
+    run = run if run is not None else _read_run(plan_file)
+    who = _still_training(run)
+    if who and _checked_here(run):  # two processes training one folder overwrite each other's checkpoints
+        raise FileExistsError(f"--resume: the run in {checkpoint} ({who}) may still be training, and a second process would "
+                              "overwrite its checkpoints: let it finish, or stop it and then resume it.")
+    if who: log(f"checkpoint: {plan_file} names {who} as the run's trainer, which can't be checked from here: "
+                "resuming, as --resume says that run has stopped")
+    plan = {k: v for k, v in run.items() if k in DEFAULTS}
     clash = [f'{k}={given[k]} (the run has {plan[k]})' for k in plan if given.get(k) is not None and given[k] != plan[k]]
     if clash: raise ValueError(f"--resume continues the run in {checkpoint} as it was planned; these settings differ: {', '.join(clash)}.")
     return plan, last
+
+def _nothing_to_resume(checkpoint, plan_file, best):
+    "Refuse `--resume` of a folder with a `run.json` but no `last.pt`, advising a fresh start only where one would be taken."
+    run, problem = _load_run(plan_file)
+    if problem:
+        raise FileNotFoundError(f"--resume: there is no checkpointed run to resume in {checkpoint}: it has no last.pt, and its "
+                                f"run.json {problem}: give a new folder (or delete this one's files) to start afresh.")
+    again = ' and '.join(map(str, [plan_file, best] if best.exists() else [plan_file]))  # what keeps a fresh start out
+    who = _still_training(run)
+    if who:
+        raise FileExistsError(f"--resume: the run in {checkpoint} ({who}) may still be training towards its first "
+                              "checkpoint (it has run.json but no last.pt yet), so there is nothing to resume: wait for it; "
+                              f"if that run has stopped, delete {again} and run the same command without --resume.")
+    if best.exists():  # a stop between best.pt and last.pt of the first epoch: a new run into the folder is refused
+        raise FileNotFoundError(f"--resume: the run in {checkpoint} stopped before its first last.pt (it has best.pt and run.json), "
+                                f"so there is nothing to resume: delete {best} and run the same command without --resume to "
+                                "start it again, or give a new folder.")
+    raise FileNotFoundError(f"--resume: the run in {checkpoint} stopped before its first checkpoint (it has run.json but no "
+                            "last.pt), so there is nothing to resume: run the same command without --resume to start it again.")
+
+def _plain(value):
+    "A number of another type (numpy's) as the plain int or float that `run.json` and torch take; anything else as given."
+    if isinstance(value, bool) or not isinstance(value, numbers.Real): return value
+    return int(value) if isinstance(value, numbers.Integral) else float(value)
 
 def _check_fresh_start(folder, log):
     "Refuse a new run into `folder` if it holds another run's checkpoints, or a run that may still be training; a plan alone is started afresh."
     held = [f for f in ('last.pt', 'best.pt', 'run.json') if (folder / f).exists()]
     if not held: return
     run, problem = _load_run(folder / 'run.json') if 'run.json' in held else (None, 'is missing')
+    who = _still_training(run) if problem is None else None
+    if held != ['run.json'] and who:  # never --resume for a run that is alive: only where it can't be checked, if it stopped
+        how = '; if that run has stopped, continue it with --resume' if 'last.pt' in held and not _checked_here(run) else ''
+        raise FileExistsError(f"--checkpoint {folder}: its run ({who}) may still be training, which a new run would overwrite "
+                              f"({', '.join(held)}): give a new folder{how}.")
     if held != ['run.json']:
         # --resume can only work with a checkpoint and a plan to resume it by; else the way out is a new folder
         how = ('continue it with --resume, or ' if problem is None else
@@ -224,7 +254,6 @@ def _check_fresh_start(folder, log):
     if problem:
         raise FileExistsError(f"--checkpoint {folder} holds a run.json that is not the plan of an nntrain run, which a new run "
                               f"would overwrite: give another folder, or delete {folder / 'run.json'}.")
-    who = _still_training(run)
     if who:
         raise FileExistsError(f"--checkpoint {folder}: its run ({who}) may still be training towards its first checkpoint, "
                               f"which a new run would overwrite: give another folder, or wait; if that run has stopped, "
@@ -242,6 +271,10 @@ def _still_training(run):
     if not isinstance(pid, int) or (host == socket.gethostname() and (pid == os.getpid() or not _pid_alive(pid))): return None
     return f'process {pid} on this machine, still running' if host == socket.gethostname() else f'process {pid} on {host}'
 
+def _checked_here(run):
+    "Whether `_still_training(run)` was checked, not assumed: the process is on this machine, and its life can be probed here."
+    return run.get('host') == socket.gethostname() and os.name != 'nt'
+
 def _load_run(plan_file):
     "`(run, problem)`: the dict in `run.json` (None if there is none), and what keeps it from being a run's plan (None if nothing)."
     try: run = json.loads(Path(plan_file).read_text())
@@ -249,6 +282,8 @@ def _load_run(plan_file):
     if not isinstance(run, dict): return None, f'is not the plan of an nntrain run ({run!r})'
     missing = [k for k in DEFAULTS if k not in run]
     if missing: return run, f"has no {', '.join(map(repr, missing))} (a run's plan records all of {', '.join(DEFAULTS)})"
+    bad = [f'{k}={run[k]!r}, but {k} {setting_problem(k, run[k])}' for k in DEFAULTS if setting_problem(k, run[k])]
+    if bad: return run, f"sets {'; '.join(bad)}"  # nntrain writes only plans that passed check_settings: edited by hand
     return run, None
 
 def _read_run(plan_file):
@@ -274,11 +309,12 @@ def _resumed_data(checkpoint, run, data):
     return run['data'], run.get('source')
 
 def _unwritable(folder):
-    "Why files can't be written into `folder` (made if missing), or None: its nearest existing ancestor must be a folder we can write into."
+    "Why files can't be written into `folder` (made if missing), or None: its nearest existing ancestor must be a folder we can write into, and no link on the way may point nowhere."
     p = Path(folder).absolute()
     while p != p.parent:
         try:
             if p.exists(): break
+            if p.is_symlink(): return f'{p} is a link to {os.readlink(p)}, which does not exist (a drive not mounted?)'  # mkdir would fail on it
         except OSError: pass  # a folder we may not look into: its parent says why
         p = p.parent
     if not p.is_dir(): return f'{p} is a file, not a folder'
@@ -369,7 +405,7 @@ def _save_plot(history, path):
     finally: plt.close(fig)
     return path
 
-# %% ../nbs/09_cli.ipynb #5ae2e262
+# %% ../nbs/09_cli.ipynb #aaf8a27c
 def build_parser():
     "The argument parser of the `nntrain` command."
     p = argparse.ArgumentParser(prog='nntrain', description='nntrain: a small, fast, hackable PyTorch training library.')
@@ -399,13 +435,24 @@ def build_parser():
     s.add_argument('--plot', metavar='FILE', help='save the training curves (loss, accuracy, lr) to FILE (.png)')
     return p
 
-def _interrupted(checkpoint):
-    "The line that ends a run stopped by Ctrl-C: how to continue it, when `checkpoint` holds a run that can be resumed."
-    if checkpoint and (Path(checkpoint) / 'last.pt').exists() and _load_run(Path(checkpoint) / 'run.json')[1] is None:
-        return (f'interrupted; the run is checkpointed in {checkpoint} up to its last finished epoch: continue it with '
-                f'nntrain train --checkpoint {shlex.quote(str(checkpoint))} --resume')
-    if checkpoint: return 'interrupted before the run saved its first checkpoint: run the same command to start it again'
-    return 'interrupted'
+def _interrupted(checkpoint, metrics_json=None, plot=None):
+    "The line that ends a run stopped by Ctrl-C: what of `plan_run`'s will take `checkpoint` now, with the outputs the command gave."
+    if not checkpoint: return 'interrupted'
+    quiet = lambda *a: None
+    try: plan_run(checkpoint, resume=True, log=quiet)
+    except (OSError, ValueError): pass
+    else:  # the files the run was to write at its end are the continued run's to write
+        cmd = ['nntrain', 'train', '--checkpoint', str(checkpoint), '--resume']
+        cmd += [a for opt, f in (('--metrics-json', metrics_json), ('--plot', plot)) if f for a in (opt, str(f))]
+        return f'interrupted; the run is checkpointed in {checkpoint} up to its last finished epoch: continue it with {shlex.join(cmd)}'
+    try: plan_run(checkpoint, log=quiet)
+    except (OSError, ValueError): pass
+    else: return 'interrupted before the run saved its first checkpoint: run the same command to start it again'
+    best = Path(checkpoint) / 'best.pt'
+    if best.exists() and not (Path(checkpoint) / 'last.pt').exists():  # stopped between the first epoch's best.pt and last.pt
+        return (f'interrupted before the run saved its first last.pt: delete {best} and run the same command to start it '
+                'again, or give a new --checkpoint folder')
+    return f'interrupted; {checkpoint} holds no run to resume: give a new --checkpoint folder to start afresh'
 
 def _flag_type(name, parse):
     "An argparse type for the setting `name`: the text parsed by `parse` (int or float), then held to `setting_problem`'s rule."
@@ -432,7 +479,7 @@ def main(argv=None):
                   'learning rate is probably too high: run again with a lower --lr (or with --lr-find).', file=sys.stderr)
             return 1
         except KeyboardInterrupt:
-            print(f'nntrain: {_interrupted(args.checkpoint)}', file=sys.stderr)
+            print(f'nntrain: {_interrupted(args.checkpoint, args.metrics_json, args.plot)}', file=sys.stderr)
             return 130  # 128 + SIGINT, as the shell reports a command ended by Ctrl-C
         print(f"done in {res['wall_seconds']:.1f}s: valid accuracy {res['valid']['accuracy']:.4f}, loss {res['valid']['loss']:.4f}"
               + (f"; curves in {res['plot']}" if 'plot' in res else ''))

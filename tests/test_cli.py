@@ -116,13 +116,44 @@ def test_resume_uses_the_runs_own_data(tmp_path, small_idx):
     r = run_cli('train', '--resume', '--checkpoint', str(ck), '--data', str(SAMPLE))
     assert r.returncode == 2 and 'on its own data' in r.stderr and 'Traceback' not in r.stderr
 
+@pytest.mark.parametrize('case', ['wrong kind', 'under a file', 'dangling link'])
 @pytest.mark.parametrize('opt', ['--checkpoint', '--metrics-json', '--plot'])
-def test_unwritable_output_paths_are_clear_errors(tmp_path, opt):
-    "A file where a folder is expected, or a folder where a file is: refused at once, with no traceback."
+def test_unwritable_output_paths_are_clear_errors(tmp_path, opt, case):
+    "A file where a folder is expected (or a folder where a file is), a path under a file, a path through a link to a"
+    "missing target (a drive not mounted): refused at once, naming what is wrong, with no traceback."
     (tmp_path / 'afile').write_text('x')
-    r = run_cli('train', '--epochs', '1', opt, str(tmp_path / 'afile' if opt == '--checkpoint' else tmp_path))
-    assert r.returncode == 2 and 'nntrain: error:' in r.stderr and 'Traceback' not in r.stderr
+    (tmp_path / 'runs').symlink_to(tmp_path / 'not-mounted' / 'runs')
+    path, says = {'wrong kind': (tmp_path / 'afile' if opt == '--checkpoint' else tmp_path, 'is a f'),
+                  'under a file': (tmp_path / 'afile' / 'out' / 'x.png', f"{tmp_path / 'afile'} is a file, not a folder"),
+                  'dangling link': (tmp_path / 'runs' / 'x.png',
+                                    f"{tmp_path / 'runs'} is a link to {tmp_path / 'not-mounted' / 'runs'}, which does not exist")}[case]
+    r = run_cli('train', '--epochs', '1', opt, str(path))
+    assert r.returncode == 2 and f'nntrain: error: {opt} {path}' in r.stderr and says in r.stderr, r.stderr
+    assert 'Traceback' not in r.stderr
     assert 'data:' not in r.stdout  # before any data is loaded
+    assert not (tmp_path / 'not-mounted').exists()
+
+def test_a_run_still_training_keeps_its_folder(tmp_path, small_idx):
+    "Past its first checkpoint, a run whose process is alive is not resumed by a second process, and a new run's refusal"
+    "doesn't send the user to --resume: two processes would overwrite each other's checkpoints."
+    ck = tmp_path / 'ck'
+    args = ['train', '--data', str(small_idx), '--epochs', '200', '--no-augment', '--checkpoint', str(ck)]
+    p = subprocess.Popen(cli_command(*args), env=CLI_ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 300
+        while not (ck / 'last.pt').exists():
+            assert p.poll() is None and time.monotonic() < deadline, 'the run ended before its first checkpoint'
+            time.sleep(0.05)
+        r = run_cli('train', '--checkpoint', str(ck), '--resume')
+        assert r.returncode == 2 and f'(process {p.pid} on this machine, still running) may still be training' in r.stderr, r.stderr
+        assert 'data:' not in r.stdout
+        r = run_cli(*args)
+        assert r.returncode == 2 and 'may still be training' in r.stderr and '--resume' not in r.stderr, r.stderr
+        assert p.poll() is None, 'the run ended while the others were refused: the test proved nothing'
+        assert json.loads((ck / 'run.json').read_text())['pid'] == p.pid
+    finally:
+        p.kill()
+        p.wait()
 
 def _interrupt(args, ready):
     "Start `nntrain *args`, send it SIGINT (Ctrl-C) once `ready()` holds, and return `(returncode, stderr)`."
@@ -140,14 +171,16 @@ def _interrupt(args, ready):
     return p.returncode, err
 
 def test_ctrl_c_ends_with_one_line_that_says_how_to_continue(tmp_path, small_idx):
-    "Ctrl-C: no traceback, exit status 130, and for a checkpointed run the command that continues it."
+    "Ctrl-C: no traceback, exit status 130, and for a checkpointed run the command that continues it, writing its outputs."
     ck = tmp_path / 'ck'
-    args = ['train', '--data', str(small_idx), '--epochs', '50', '--no-augment', '--checkpoint', str(ck)]
+    args = ['train', '--data', str(small_idx), '--epochs', '50', '--no-augment', '--checkpoint', str(ck),
+            '--metrics-json', str(tmp_path / 'm.json'), '--plot', str(tmp_path / 'c.png')]
     rc, err = _interrupt(args, lambda: (ck / 'last.pt').exists())
     assert rc == 130, err
     last = err.strip().splitlines()[-1] if err.strip() else ''
     assert 'Traceback' not in err and last.startswith('nntrain: interrupted'), err
-    assert last.endswith(f'continue it with nntrain train --checkpoint {ck} --resume'), err
+    assert last.endswith(f"continue it with nntrain train --checkpoint {ck} --resume --metrics-json {tmp_path / 'm.json'} "
+                         f"--plot {tmp_path / 'c.png'}"), err
     fresh = tmp_path / 'fresh'  # interrupted before its first checkpoint: nothing to resume
     rc, err = _interrupt(['train', '--data', str(small_idx), '--epochs', '50', '--checkpoint', str(fresh)],
                          lambda: (fresh / 'run.json').exists())
