@@ -9,7 +9,7 @@ __all__ = ['CHECKPOINT_FORMAT', 'CHECKPOINT_FORMAT_VERSION', 'TEMP_SUFFIX', 'get
            'save_checkpoint', 'check_model_state', 'load_model', 'Resume', 'CheckpointS', 'HistoryS', 'CSVLoggerS',
            'history_csv', 'plot_history', 'EarlyStoppingS', 'GradAccumS', 'LastMarked', 'GradClipS']
 
-# %% ../nbs/06_checkpoint.ipynb #dcb21dbc
+# %% ../nbs/06_checkpoint.ipynb #54f84923
 import csv
 import io
 import math
@@ -29,7 +29,7 @@ import torch
 from torch.utils.data import DataLoader
 
 import nntrain
-from .learner import CancelBatchException, CancelFitException, Subscriber, _known_len, part_of_run
+from .learner import CancelBatchException, CancelFitException, Subscriber, _known_len, _n_samples, part_of_run
 
 # %% ../nbs/06_checkpoint.ipynb #10c2dec7
 def get_rng_states():
@@ -591,7 +591,7 @@ class EarlyStoppingS(Subscriber):
     def state_dict(self): return {k: getattr(self, k) for k in ('best', 'best_epoch', 'wait', 'stopped_epoch')}
     def load_state_dict(self, state): self._loaded = dict(state)  # applied by the next before_fit
 
-# %% ../nbs/06_checkpoint.ipynb #623c4e3f
+# %% ../nbs/06_checkpoint.ipynb #50217204
 class GradAccumS(Subscriber):
     "Accumulates the gradients of `n_batches` batches and steps once: training with batches `n_batches` times larger."
     order = 40
@@ -606,6 +606,7 @@ class GradAccumS(Subscriber):
         self.group_size, self._loaded = (self._loaded or {'group_size': None})['group_size'], None
         self._count = self._samples = 0  # nothing of a group an earlier fit left unfinished
         self._epoch = self._carry = None
+        self._scaled = True  # whether the batch's loss that went backward was the one hooked in after_loss
 
     def before_epoch(self, learn):
         if not learn.training: return
@@ -615,18 +616,25 @@ class GradAccumS(Subscriber):
     def after_loss(self, learn):
         loss = learn.loss
         if not (learn.model.training and isinstance(loss, torch.Tensor) and loss.requires_grad): return
-        n = len(learn.batch[1])
+        n = _n_samples(learn.batch[1])  # targets may be a tuple, one per head
         if self.group_size is None: self.group_size = n * self.n_batches  # the planned samples per step
         if not self._count: self._carry = _carried_grads(learn.model)  # what .grad holds before the group: None, mostly
+        self._scaled = False
         loss.register_hook(partial(self._went_backward, n))  # learn.loss stays the real loss; its gradient is scaled
 
     def _went_backward(self, n, grad):
         "Hook on a batch's loss, run by its backward: count the batch's `n` samples in the group, and scale its gradient by its share of the group."
         self._count += 1
         self._samples += n
+        self._scaled = True
         return grad * (n / self.group_size)
 
     def after_backward(self, learn):
+        if not self._scaled:
+            raise RuntimeError("GradAccumS: the loss that went backward is not the one it saw in after_loss, so its gradient "
+                               "was neither scaled nor counted: a subscriber after GradAccumS (order above "
+                               f"{self.order}) replaced learn.loss in after_loss. Give that subscriber an order below "
+                               f"{self.order}, so that GradAccumS sees the loss that trains.")
         if self._count < self.n_batches and not self._batches.last: raise CancelBatchException()
         self._end_group(learn)
 

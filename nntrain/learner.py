@@ -314,7 +314,7 @@ def _publish_after_fit(self, error=None):
 
 Learner._publish_after_fit = _publish_after_fit
 
-# %% ../nbs/02_learner.ipynb #6ace7a67
+# %% ../nbs/02_learner.ipynb #34f18791
 def _scalar(x):
     return x.item() if isinstance(x, torch.Tensor) and x.numel() == 1 else x
 
@@ -323,15 +323,22 @@ def _keep(x): return x
 def _map_tensors(f, x, other=_keep):
     "`x` with `f` applied to each tensor in it: a tensor, or a tuple, namedtuple, list or dict of them (nested); `other` for anything else."
     if isinstance(x, torch.Tensor): return f(x)
-    if isinstance(x, dict): return {k: _map_tensors(f, v, other) for k, v in x.items()}
+    if isinstance(x, dict):
+        items = {k: _map_tensors(f, v, other) for k, v in x.items()}
+        if type(x) is dict: return items
+        out = copy(x)  # a dict of its own kind (a model output with attributes for its keys) stays of that kind
+        for k, v in items.items(): out[k] = v
+        return out
     if isinstance(x, tuple) and hasattr(x, '_fields'): return type(x)(*(_map_tensors(f, o, other) for o in x))
     if isinstance(x, (list, tuple)): return type(x)(_map_tensors(f, o, other) for o in x)
     return other(x)
 
 def _n_samples(y):
-    "The number of samples in targets `y`: its length, or its first tensor's where it is a tuple, list or dict of them."
-    if isinstance(y, dict): y = list(y.values())
-    while isinstance(y, (list, tuple)) and y and not isinstance(y[0], numbers.Number): y = y[0]
+    "The number of samples in targets `y`: its length, or, where it holds one batch tensor per head (a tuple, list or dict of tensors of one length), theirs."
+    parts = list(y.values()) if isinstance(y, dict) else y
+    if isinstance(parts, (list, tuple)) and parts and all(isinstance(t, torch.Tensor) and t.ndim for t in parts):
+        lengths = {len(t) for t in parts}
+        if len(lengths) == 1: return lengths.pop()  # one target per head; otherwise one item per sample
     return len(y)
 
 class MetricsS(Subscriber):
