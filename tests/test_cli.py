@@ -1,5 +1,6 @@
 "The `nntrain` console command, run as a user runs it: in a subprocess, offline."
 import gzip, json, os, shutil, signal, subprocess, sys, time
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -83,19 +84,25 @@ def test_bad_arguments_are_refused(args):
     assert r.returncode == 2 and f'argument {args[1]}:' in r.stderr and 'Traceback' not in r.stderr
     assert 'data:' not in r.stdout  # by the parser, before any data is loaded
 
+@contextmanager
+def running_until(args, path):
+    "Start `nntrain *args`, wait until it has written `path`, and give the process; it is SIGKILLed at the end, nothing of its own code running after."
+    p = subprocess.Popen(cli_command(*args), env=CLI_ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 300
+        while not path.exists():
+            assert p.poll() is None and time.monotonic() < deadline, f'the run ended before it wrote {path.name}'
+            time.sleep(0.005)
+        yield p
+    finally:
+        p.kill()
+        p.wait()
+
 def test_a_run_killed_before_its_first_checkpoint_can_be_started_again(tmp_path, small_idx):
     "A run killed in its first epoch leaves only run.json: --resume says why it can't, and the same command starts afresh."
     ck = tmp_path / 'ck'
     args = ['train', '--data', str(small_idx), '--epochs', '1', '--no-augment', '--checkpoint', str(ck)]
-    p = subprocess.Popen(cli_command(*args), env=CLI_ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 300
-        while not (ck / 'run.json').exists():
-            assert p.poll() is None and time.monotonic() < deadline, 'the run ended before it wrote run.json'
-            time.sleep(0.005)
-    finally:
-        p.kill()  # SIGKILL: as an out-of-memory kill or a power cut, nothing of the run's own code runs after it
-        p.wait()
+    with running_until(args, ck / 'run.json'): pass  # then SIGKILLed: as an out-of-memory kill or a power cut
     assert [f.name for f in ck.iterdir() if not f.name.startswith('.')] == ['run.json'], 'killed after its first checkpoint'
     r = run_cli(*args, '--resume')
     assert r.returncode == 2 and 'stopped before its first checkpoint' in r.stderr and 'without --resume' in r.stderr
@@ -138,12 +145,7 @@ def test_a_run_still_training_keeps_its_folder(tmp_path, small_idx):
     "doesn't send the user to --resume: two processes would overwrite each other's checkpoints."
     ck = tmp_path / 'ck'
     args = ['train', '--data', str(small_idx), '--epochs', '200', '--no-augment', '--checkpoint', str(ck)]
-    p = subprocess.Popen(cli_command(*args), env=CLI_ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 300
-        while not (ck / 'last.pt').exists():
-            assert p.poll() is None and time.monotonic() < deadline, 'the run ended before its first checkpoint'
-            time.sleep(0.05)
+    with running_until(args, ck / 'last.pt') as p:
         r = run_cli('train', '--checkpoint', str(ck), '--resume')
         assert r.returncode == 2 and f'(process {p.pid} on this machine, still running) may still be training' in r.stderr, r.stderr
         assert 'data:' not in r.stdout
@@ -151,9 +153,6 @@ def test_a_run_still_training_keeps_its_folder(tmp_path, small_idx):
         assert r.returncode == 2 and 'may still be training' in r.stderr and '--resume' not in r.stderr, r.stderr
         assert p.poll() is None, 'the run ended while the others were refused: the test proved nothing'
         assert json.loads((ck / 'run.json').read_text())['pid'] == p.pid
-    finally:
-        p.kill()
-        p.wait()
 
 def _interrupt(args, ready):
     "Start `nntrain *args`, send it SIGINT (Ctrl-C) once `ready()` holds, and return `(returncode, stderr)`."
