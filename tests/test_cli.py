@@ -105,7 +105,11 @@ def test_a_run_killed_before_its_first_checkpoint_can_be_started_again(tmp_path,
     with running_until(args, ck / 'run.json'): pass  # then SIGKILLed: as an out-of-memory kill or a power cut
     assert [f.name for f in ck.iterdir() if not f.name.startswith('.')] == ['run.json'], 'killed after its first checkpoint'
     r = run_cli(*args, '--resume')
-    assert r.returncode == 2 and 'stopped before its first checkpoint' in r.stderr and 'without --resume' in r.stderr
+    assert r.returncode == 2 and 'stopped before its first checkpoint' in r.stderr, r.stderr
+    assert r.stderr.rstrip().endswith(f'start it again with nntrain train --data {small_idx} --epochs 1 --bs 128 --lr 0.01 '
+                                      f'--no-augment --seed 42 --checkpoint {ck}'), r.stderr  # from run.json: --resume gave none
+    r = run_cli('train', '--checkpoint', str(ck), '--resume')  # the short form: the advice is the same whole command
+    assert r.returncode == 2 and f'--data {small_idx} --epochs 1' in r.stderr, r.stderr
     r = run_cli(*args)
     assert r.returncode == 0, r.stderr
     assert 'stopped before its first checkpoint' in r.stdout and 'starting afresh' in r.stdout
@@ -141,18 +145,27 @@ def test_unwritable_output_paths_are_clear_errors(tmp_path, opt, case):
     assert not (tmp_path / 'not-mounted').exists()
 
 def test_a_run_still_training_keeps_its_folder(tmp_path, small_idx):
-    "Past its first checkpoint, a run whose process is alive is not resumed by a second process, and a new run's refusal"
-    "doesn't send the user to --resume: two processes would overwrite each other's checkpoints."
+    "Past its first checkpoint, a run being trained is not resumed by a second process, nor overwritten by a new run, even"
+    "where run.json names a dead process (a trainer in another PID namespace, or two --resume started together): the"
+    "trainer holds the folder's lock. The refusals come before any data is loaded."
     ck = tmp_path / 'ck'
     args = ['train', '--data', str(small_idx), '--epochs', '200', '--no-augment', '--checkpoint', str(ck)]
+    busy = f'--checkpoint {ck}: another nntrain process is training in this folder now'
     with running_until(args, ck / 'last.pt') as p:
+        assert json.loads((ck / 'run.json').read_text())['pid'] == p.pid
         r = run_cli('train', '--checkpoint', str(ck), '--resume')
-        assert r.returncode == 2 and f'(process {p.pid} on this machine, still running) may still be training' in r.stderr, r.stderr
+        assert r.returncode == 2 and busy in r.stderr and 'stop it and then --resume' in r.stderr, r.stderr
         assert 'data:' not in r.stdout
         r = run_cli(*args)
-        assert r.returncode == 2 and 'may still be training' in r.stderr and '--resume' not in r.stderr, r.stderr
+        assert r.returncode == 2 and busy in r.stderr and '--resume' not in r.stderr, r.stderr
+        run = json.loads((ck / 'run.json').read_text())  # a pid that means nothing here: the lock still says who trains
+        (ck / 'run.json').write_text(json.dumps({**run, 'pid': 2**31 - 1}))
+        r = run_cli('train', '--checkpoint', str(ck), '--resume', '--epochs', '200')
+        assert r.returncode == 2 and busy in r.stderr, r.stderr
         assert p.poll() is None, 'the run ended while the others were refused: the test proved nothing'
-        assert json.loads((ck / 'run.json').read_text())['pid'] == p.pid
+    assert [f.name for f in ck.iterdir() if f.name.startswith('.')] == ['.nntrain.lock']  # left by the kill, and unlocked:
+    r = run_cli('train', '--checkpoint', str(ck), '--resume', '--epochs', '3')  # taken (refused for its settings only)
+    assert r.returncode == 2 and 'epochs=3 (the run has 200)' in r.stderr, r.stderr
 
 def _interrupt(args, ready):
     "Start `nntrain *args`, send it SIGINT (Ctrl-C) once `ready()` holds, and return `(returncode, stderr)`."
